@@ -1,0 +1,124 @@
+"""The generative model p(x, z)."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from blackbox_vae._distributions import check_distribution, sum_to_leading
+from blackbox_vae.latents import Latents
+
+__all__ = ["GenModel", "DistributionGenModel"]
+
+
+class GenModel(nn.Module, metaclass=abc.ABCMeta):
+    """Abstract generative model p(x, z).
+
+    Same shape contract as :class:`~blackbox_vae.InfNet`: data
+    ``[batch, *data_shape]``, latents ``[batch, n_samples, *latent_shape]``
+    (or a tuple/dict of such tensors), log-probabilities ``[batch, n_samples]``.
+
+    Losses call it as ``gen_model(data, latents).log_prob(data, latents)``.
+    For a model written as a prior and a likelihood made of
+    ``torch.distributions`` objects, subclass :class:`DistributionGenModel`.
+
+    Attributes:
+        params_: whatever :meth:`forward` computed for the last call
+            (e.g. the likelihood's parameters); ``None`` before the first call.
+    """
+
+    params_: Any = None
+
+    @abc.abstractmethod
+    def forward(self, data: Tensor, latents: Latents) -> "GenModel":
+        """Computes p's parameters for these latents and stores them in ``self.params_``.
+
+        Args:
+            data: ``[batch, *data_shape]``.
+            latents: leading dimensions ``[batch, n_samples]``.
+
+        Returns:
+            ``self``.
+        """
+
+    @abc.abstractmethod
+    def log_prob(self, data: Tensor, latents: Latents) -> Tensor:
+        """The joint log p(x, z), ``data`` broadcast against ``latents``.
+
+        Args:
+            data: ``[batch, *data_shape]``.
+            latents: leading dimensions ``[batch, n_samples]``; the same ones
+                last passed to :meth:`forward`.
+
+        Returns:
+            ``[batch, n_samples]``.
+        """
+
+    @abc.abstractmethod
+    def sample(self, n_samples: int = 1) -> tuple[Tensor, Latents]:
+        """Ancestral samples (x, z) ~ p(x, z).
+
+        Returns:
+            ``(x [n_samples, *data_shape], z)`` with z's leading dimension ``[n_samples]``.
+        """
+
+
+class DistributionGenModel(GenModel):
+    """Convenience GenModel p(x, z) = p(z) p(x|z) from two distribution objects.
+
+    Implement :meth:`prior` (a distribution over one latent:
+    ``batch_shape + event_shape = latent_shape``) and :meth:`likelihood`
+    (given latents with any leading dimensions ``[*lead, *latent_shape]``, a
+    distribution with ``batch_shape + event_shape = [*lead, *data_shape]``).
+    The base class sums log-probabilities over the latent and data dimensions
+    and vectorizes over samples; after :meth:`forward`, ``params_`` holds the
+    likelihood distribution.
+
+    Example::
+
+        class SBN(DistributionGenModel):
+            def __init__(self):
+                super().__init__()
+                self.prior_logits = nn.Parameter(torch.zeros(200))
+                self.decoder = nn.Linear(200, 784)
+
+            def prior(self):
+                return torch.distributions.Bernoulli(logits=self.prior_logits)  # latent_shape [200]
+
+            def likelihood(self, latents):
+                return torch.distributions.Bernoulli(logits=self.decoder(latents))  # [*lead, 784]
+    """
+
+    params_: Distribution | None = None
+
+    @abc.abstractmethod
+    def prior(self) -> Distribution:
+        """p(z) for one latent: ``batch_shape + event_shape == latent_shape``."""
+
+    @abc.abstractmethod
+    def likelihood(self, latents: Tensor) -> Distribution:
+        """p(x|z) for latents ``[*lead, *latent_shape]``: shape ``[*lead, *data_shape]``."""
+
+    def forward(self, data: Tensor, latents: Tensor) -> "DistributionGenModel":
+        self.params_ = check_distribution(self.likelihood(latents), f"{type(self).__name__}.likelihood")
+        return self
+
+    def log_prob(self, data: Tensor, latents: Tensor) -> Tensor:
+        """log p(z) + log p(x|z), each summed over its dimensions: ``[batch, n_samples]``."""
+        if self.params_ is None:
+            raise RuntimeError(f"Call `{type(self).__name__}(data, latents)` (its forward) before `log_prob`.")
+        prior = check_distribution(self.prior(), f"{type(self).__name__}.prior")
+        log_prior = sum_to_leading(prior.log_prob(latents), 2)  # [batch, n_samples]
+        log_likelihood = sum_to_leading(self.params_.log_prob(data.unsqueeze(1)), 2)  # [batch, n_samples]
+        return log_prior + log_likelihood
+
+    def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
+        """(x [n_samples, *data_shape], z [n_samples, *latent_shape]) ~ p(x, z)."""
+        with torch.no_grad():
+            latents = check_distribution(self.prior(), f"{type(self).__name__}.prior").sample((n_samples,))
+            data = self.likelihood(latents).sample()
+        return data, latents

@@ -1,0 +1,199 @@
+"""The inference network q(z|x)."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from blackbox_vae._distributions import check_distribution, shape_of, sum_to_leading
+from blackbox_vae.latents import Latents
+
+__all__ = ["InfNet", "DistributionInfNet"]
+
+
+class InfNet(nn.Module, metaclass=abc.ABCMeta):
+    """Abstract inference network q(z|x).
+
+    Shape contract (shared by every model and loss in this library):
+
+    - data: ``[batch, *data_shape]``
+    - latents: ``[batch, n_samples, *latent_shape]``, or a tuple/dict of such
+      tensors (one entry per stochastic layer). Losses treat latents as opaque.
+    - every log-probability: ``[batch, n_samples]``, computed for all samples
+      in one batched call.
+
+    Subclasses implement :meth:`forward`, :meth:`sample` and :meth:`log_prob`,
+    and optionally :meth:`rsample` (needed by reparameterized estimators) and
+    the fused :meth:`sample_and_log_prob` hook. For the common case where q is
+    a single ``torch.distributions`` object, subclass
+    :class:`DistributionInfNet` instead.
+
+    Attributes:
+        params_: whatever :meth:`forward` computed for the last batch
+            (distribution parameters); ``None`` before the first call.
+    """
+
+    params_: Any = None
+
+    @abc.abstractmethod
+    def forward(self, data: Tensor) -> "InfNet":
+        """Computes q's parameters for ``data`` and stores them in ``self.params_``.
+
+        Args:
+            data: ``[batch, *data_shape]``.
+
+        Returns:
+            ``self``, so that ``inf_net(x).sample(5)`` works.
+        """
+
+    @abc.abstractmethod
+    def sample(self, n_samples: int = 1) -> Latents:
+        """Draws z ~ q(z|x) for the batch last passed to :meth:`forward`.
+
+        No gradient path is required (black-box latents).
+
+        Returns:
+            latents with leading dimensions ``[batch, n_samples]``.
+        """
+
+    @abc.abstractmethod
+    def log_prob(self, latents: Latents) -> Tensor:
+        """log q(z|x), differentiable in the network's parameters.
+
+        Args:
+            latents: leading dimensions ``[batch, n_samples]``.
+
+        Returns:
+            ``[batch, n_samples]``.
+        """
+
+    def rsample(self, n_samples: int = 1) -> Latents:
+        """Reparameterized sample: like :meth:`sample`, with a gradient path to the parameters.
+
+        Optional. Reparameterized estimators (``ELBOLoss`` and, later, the
+        importance-weighted and relaxed ones) need it; score-function
+        estimators do not.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.rsample` is not implemented. Reparameterized estimators such as "
+            "ELBOLoss need a reparameterized sample; implement `rsample`, or use a score-function "
+            "estimator such as ScoreFunctionLoss, which needs only `sample` and `log_prob`."
+        )
+
+    def sample_and_log_prob(self, n_samples: int = 1) -> tuple[Latents, Tensor]:
+        """Optional fused hook: ``(latents, log q)`` for ``n_samples`` fresh samples.
+
+        The default calls :meth:`sample` then :meth:`log_prob`; override it when
+        the two share work.
+
+        Returns:
+            latents with leading ``[batch, n_samples]`` and log q ``[batch, n_samples]``.
+        """
+        latents = self.sample(n_samples)
+        return latents, self.log_prob(latents)
+
+    @property
+    def has_rsample(self) -> bool:
+        """Whether this class implements :meth:`rsample`."""
+        return type(self).rsample is not InfNet.rsample
+
+
+class DistributionInfNet(InfNet):
+    """Convenience InfNet: implement :meth:`distribution` and get the rest.
+
+    ``distribution(data)`` returns a ``torch.distributions`` (or Pyro)
+    distribution whose ``batch_shape`` starts with ``batch``; everything after
+    that (the remaining batch dimensions and the event shape) is one latent,
+    so ``latent_shape = batch_shape[1:] + event_shape``. Sampling draws all
+    ``n_samples`` in one call and the log-probability is summed over the
+    latent dimensions, so this path is as fast as a hand-written InfNet.
+
+    After :meth:`forward`, ``params_`` holds the distribution object.
+
+    Example::
+
+        class BernoulliInfNet(DistributionInfNet):
+            def __init__(self):
+                super().__init__()
+                self.net = nn.Linear(784, 200)
+
+            def distribution(self, data):
+                return torch.distributions.Bernoulli(logits=self.net(data))  # batch_shape [batch, 200]
+    """
+
+    params_: Distribution | None = None
+
+    @abc.abstractmethod
+    def distribution(self, data: Tensor) -> Distribution:
+        """q(z|x) for a batch: ``batch_shape`` starts with ``batch``.
+
+        Args:
+            data: ``[batch, *data_shape]``.
+        """
+
+    def forward(self, data: Tensor) -> "DistributionInfNet":
+        dist = check_distribution(self.distribution(data), f"{type(self).__name__}.distribution")
+        batch = data.shape[0]
+        if len(dist.batch_shape) == 0 or dist.batch_shape[0] != batch:
+            raise ValueError(
+                f"`{type(self).__name__}.distribution` returned a {type(dist).__name__} with batch_shape "
+                f"{tuple(dist.batch_shape)}; expected it to start with the batch size {batch} "
+                f"(data has shape {tuple(data.shape)})."
+            )
+        self.params_ = dist
+        return self
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one latent sample, from the last :meth:`forward`."""
+        return shape_of(self._dist())[1:]
+
+    def _dist(self) -> Distribution:
+        if self.params_ is None:
+            raise RuntimeError(f"Call `{type(self).__name__}(data)` (its forward) before sampling or scoring.")
+        return self.params_
+
+    def sample(self, n_samples: int = 1) -> Tensor:
+        """z ~ q(z|x): ``[batch, n_samples, *latent_shape]``, no gradient."""
+        # Contiguous, so the models' layers see the [batch, n_samples] layout a hand-written InfNet would give.
+        with torch.no_grad():
+            return self._dist().sample((n_samples,)).movedim(0, 1).contiguous()
+
+    def rsample(self, n_samples: int = 1) -> Tensor:
+        """Reparameterized z ~ q(z|x): ``[batch, n_samples, *latent_shape]``.
+
+        Raises:
+            NotImplementedError: if the distribution has no ``rsample``.
+        """
+        dist = self._dist()
+        if not dist.has_rsample:
+            raise NotImplementedError(
+                f"`{type(self).__name__}.rsample`: its {type(dist).__name__} distribution has no reparameterized "
+                "sample. Use a score-function estimator (ScoreFunctionLoss), or a relaxed distribution."
+            )
+        return dist.rsample((n_samples,)).movedim(0, 1).contiguous()
+
+    def log_prob(self, latents: Tensor) -> Tensor:
+        """log q(z|x) summed over the latent dimensions: ``[batch, n_samples]``."""
+        dist = self._dist()
+        expected = shape_of(dist)
+        if (
+            not isinstance(latents, Tensor)
+            or latents.dim() != len(expected) + 1
+            or latents.shape[0] != expected[0]
+            or tuple(latents.shape[2:]) != expected[1:]
+        ):
+            got = tuple(latents.shape) if isinstance(latents, Tensor) else type(latents).__name__
+            raise ValueError(
+                f"`{type(self).__name__}.log_prob` got latents of shape {got}; expected "
+                f"[batch, n_samples, *latent_shape] = ({expected[0]}, n_samples{''.join(f', {d}' for d in expected[1:])})."
+            )
+        log_q = dist.log_prob(latents.movedim(1, 0))  # [n_samples, batch, *latent_dims]
+        return sum_to_leading(log_q, 2).movedim(0, 1)  # [batch, n_samples]

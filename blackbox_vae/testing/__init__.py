@@ -1,0 +1,24 @@
+"""Tools to test gradient estimators: exact references and statistical assertions."""
+
+from blackbox_vae.testing.enumeration import bernoulli_configurations, exact_elbo, exact_log_marginal
+from blackbox_vae.testing.linear_gaussian import (
+    LinearGaussianGenModel,
+    LinearGaussianInfNet,
+    closed_form_elbo,
+    closed_form_log_marginal,
+)
+from blackbox_vae.testing.statistics import assert_unbiased, critical_value, gradient_draws, gradients
+
+__all__ = [
+    "bernoulli_configurations",
+    "exact_elbo",
+    "exact_log_marginal",
+    "LinearGaussianInfNet",
+    "LinearGaussianGenModel",
+    "closed_form_elbo",
+    "closed_form_log_marginal",
+    "assert_unbiased",
+    "critical_value",
+    "gradient_draws",
+    "gradients",
+]

@@ -1,0 +1,157 @@
+"""Bad input gets a clear error naming the argument or method, what it got, and what was expected."""
+
+import math
+
+import pytest
+import torch
+
+from blackbox_vae import ELBOLoss, ScoreFunctionLoss
+from blackbox_vae.models import GaussianMLPGenModel, GaussianMLPInfNet, SBNGenModel, SBNInfNet
+from direct_models import TwoLayerSBNGenModel, TwoLayerSBNInfNet
+
+DATA = torch.bernoulli(torch.full((5, 6), 0.5))
+
+
+class WrongShapeInfNet(SBNInfNet):
+    def log_prob(self, latents):
+        return super().log_prob(latents).unsqueeze(-1).expand(-1, -1, 4)  # [batch, K, 4]: forgot to sum
+
+
+class WrongShapeGenModel(SBNGenModel):
+    def log_prob(self, data, latents):
+        return super().log_prob(data, latents).sum(1)  # [batch]: summed over the samples
+
+
+class TransposedSampleInfNet(SBNInfNet):
+    def sample(self, n_samples=1):
+        return super().sample(n_samples).transpose(0, 1)  # [K, batch, H]
+
+
+def poisoned(value):
+    class Poisoned(SBNGenModel):
+        def log_prob(self, data, latents):
+            log_p = super().log_prob(data, latents).clone()
+            log_p[1, 0] = value
+            return log_p
+
+    return Poisoned(6, 3)
+
+
+def test_log_prob_with_latent_dims_left_in():
+    loss = ScoreFunctionLoss(WrongShapeInfNet(6, 3), SBNGenModel(6, 3), n_samples=2)
+    with pytest.raises(ValueError, match=r"WrongShapeInfNet.log_prob` returned shape \(5, 2, 4\); expected "
+                                         r"\[batch, n_samples\] = \(5, 2\). Sum the log-probability"):
+        loss(DATA)
+
+
+def test_gen_model_log_prob_of_wrong_shape():
+    loss = ScoreFunctionLoss(SBNInfNet(6, 3), WrongShapeGenModel(6, 3), n_samples=2)
+    with pytest.raises(ValueError, match=r"WrongShapeGenModel.log_prob` returned shape \(5,\); expected"):
+        loss(DATA)
+
+
+def test_sample_with_wrong_leading_dims():
+    loss = ScoreFunctionLoss(TransposedSampleInfNet(6, 3), SBNGenModel(6, 3), n_samples=2)
+    with pytest.raises(ValueError, match=r"TransposedSampleInfNet.sample` returned latents of shape \(2, 5, 3\); "
+                                         r"expected leading dimensions \[batch, n_samples\] = \(5, 2\)"):
+        loss(DATA)
+
+
+@pytest.mark.parametrize("value, shown", [(math.nan, "nan"), (math.inf, "inf"), (-math.inf, "-inf")])
+def test_non_finite_log_weight(value, shown):
+    loss = ScoreFunctionLoss(SBNInfNet(6, 3), poisoned(value), n_samples=2)
+    with pytest.raises(ValueError, match=rf"Poisoned.log_prob` returned a non-finite log-probability {shown} "
+                                         r"at \[batch 1, sample 0\]"):
+        loss(DATA)
+
+
+def test_validation_can_be_switched_off_for_speed():
+    loss = ScoreFunctionLoss(SBNInfNet(6, 3), poisoned(math.nan), n_samples=2, validate=False)
+    assert math.isnan(loss(DATA).item())
+
+
+def test_leave_one_out_needs_two_samples():
+    with pytest.raises(ValueError, match=r"baseline='leave-one-out'\) needs `n_samples` >= 2 \(each sample's "
+                                         r"baseline .*\); got n_samples=1"):
+        ScoreFunctionLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), n_samples=1, baseline="leave-one-out")
+
+
+@pytest.mark.parametrize("n_samples, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_bad_n_samples(n_samples, error):
+    with pytest.raises(error, match="n_samples"):
+        ScoreFunctionLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), n_samples=n_samples)
+
+
+def test_unknown_baseline_and_decay():
+    with pytest.raises(ValueError, match=r"`baseline` must be one of \(None, 'mean', 'leave-one-out'\); got 'avg'"):
+        ScoreFunctionLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), baseline="avg")
+    with pytest.raises(ValueError, match=r"`baseline_decay` must be in \[0, 1\); got 1.0"):
+        ScoreFunctionLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), baseline="mean", baseline_decay=1.0)
+
+
+def test_reparameterized_loss_without_rsample():
+    with pytest.raises(TypeError, match=r"ELBOLoss is a reparameterized estimator and needs "
+                                        r"`TwoLayerSBNInfNet.rsample`, which is not implemented"):
+        ELBOLoss(TwoLayerSBNInfNet(6, 3, 2), TwoLayerSBNGenModel(6, 3, 2))
+
+
+def test_elbo_on_a_distribution_without_rsample():
+    loss = ELBOLoss(SBNInfNet(6, 3), SBNGenModel(6, 3))
+    with pytest.raises(NotImplementedError, match="Bernoulli distribution has no reparameterized sample"):
+        loss(DATA)
+
+
+def test_models_of_the_wrong_type():
+    with pytest.raises(TypeError, match=r"`inf_net` must be an InfNet \(q\(z\|x\)\); got SBNGenModel"):
+        ScoreFunctionLoss(SBNGenModel(6, 3), SBNGenModel(6, 3))
+    with pytest.raises(TypeError, match=r"`gen_model` must be a GenModel \(p\(x, z\)\); got Linear"):
+        ScoreFunctionLoss(SBNInfNet(6, 3), torch.nn.Linear(3, 6))
+
+
+@pytest.mark.parametrize("data, error, message", [
+    ([[0.0] * 6], TypeError, r"`data` must be a Tensor of shape \[batch, \*data_shape\]; got list"),
+    (torch.tensor(1.0), ValueError, r"got shape \(\)"),
+    (torch.zeros(0, 6), ValueError, r"batch >= 1; got shape \(0, 6\)"),
+])
+def test_bad_data(data, error, message):
+    with pytest.raises(error, match=message):
+        ScoreFunctionLoss(SBNInfNet(6, 3), SBNGenModel(6, 3))(data)
+
+
+def test_distribution_with_the_wrong_batch_size():
+    class Broken(GaussianMLPInfNet):
+        def distribution(self, data):
+            return super().distribution(data[:1])
+
+    with pytest.raises(ValueError, match=r"Broken.distribution` returned a Normal with batch_shape \(1, 2\); "
+                                         r"expected it to start with the batch size 4"):
+        ELBOLoss(Broken(3, 2), GaussianMLPGenModel(3, 2))(torch.randn(4, 3))
+
+
+def test_distribution_path_rejects_a_non_distribution():
+    class NotADistribution(GaussianMLPInfNet):
+        def distribution(self, data):
+            return self.encoder(data)
+
+    with pytest.raises(TypeError, match=r"NotADistribution.distribution` must return a "
+                                        r"torch.distributions.Distribution .*; got Tensor"):
+        NotADistribution(3, 2)(torch.randn(4, 3))
+
+
+def test_latents_of_the_wrong_shape_for_log_prob():
+    inf_net = SBNInfNet(6, 3)(DATA)
+    with pytest.raises(ValueError, match=r"got latents of shape \(5, 3\); expected \[batch, n_samples, "
+                                         r"\*latent_shape\] = \(5, n_samples, 3\)"):
+        inf_net.log_prob(torch.zeros(5, 3))
+
+
+def test_sampling_before_forward():
+    with pytest.raises(RuntimeError, match=r"Call `SBNInfNet\(data\)`"):
+        SBNInfNet(6, 3).sample(2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA to put data and models on different devices")
+def test_data_on_another_device():
+    loss = ScoreFunctionLoss(SBNInfNet(6, 3), SBNGenModel(6, 3)).cuda()
+    with pytest.raises(ValueError, match=r"`data` is on cpu but the models' parameters are on cuda:0"):
+        loss(DATA)
