@@ -19,7 +19,19 @@ every log-probability ``[batch, n_samples]``.
 from blackbox_vae.gen_model import DistributionGenModel, GenModel
 from blackbox_vae.inf_net import DistributionInfNet, InfNet
 from blackbox_vae.latents import Latents
-from blackbox_vae.losses import ELBOLoss, Loss, ScoreFunctionLoss
+from blackbox_vae.losses import (
+    ELBOLoss,
+    GumbelSoftmaxLoss,
+    IWAELoss,
+    Loss,
+    NVILBaseline,
+    NVILLoss,
+    RWSLoss,
+    ScoreFunctionLoss,
+    TemperatureSchedule,
+    VIMCOLoss,
+)
+from blackbox_vae.relaxed import RelaxedBernoulliInfNet, RelaxedCategoricalInfNet
 
 __version__ = "0.1.0"
 
@@ -29,8 +41,17 @@ __all__ = [
     "DistributionInfNet",
     "DistributionGenModel",
     "Latents",
+    "RelaxedBernoulliInfNet",
+    "RelaxedCategoricalInfNet",
     "Loss",
     "ELBOLoss",
     "ScoreFunctionLoss",
+    "VIMCOLoss",
+    "NVILLoss",
+    "NVILBaseline",
+    "RWSLoss",
+    "GumbelSoftmaxLoss",
+    "TemperatureSchedule",
+    "IWAELoss",
     "__version__",
 ]

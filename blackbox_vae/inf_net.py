@@ -182,6 +182,12 @@ class DistributionInfNet(InfNet):
 
     def log_prob(self, latents: Tensor) -> Tensor:
         """log q(z|x) summed over the latent dimensions: ``[batch, n_samples]``."""
+        dist = self._check_latent_shape(latents)
+        log_q = dist.log_prob(latents.movedim(1, 0))  # [n_samples, batch, *latent_dims]
+        return sum_to_leading(log_q, 2).movedim(0, 1)  # [batch, n_samples]
+
+    def _check_latent_shape(self, latents: Tensor) -> Distribution:
+        """Raises unless ``latents`` is ``[batch, n_samples, *latent_shape]``; returns the distribution."""
         dist = self._dist()
         expected = shape_of(dist)
         if (
@@ -195,5 +201,4 @@ class DistributionInfNet(InfNet):
                 f"`{type(self).__name__}.log_prob` got latents of shape {got}; expected "
                 f"[batch, n_samples, *latent_shape] = ({expected[0]}, n_samples{''.join(f', {d}' for d in expected[1:])})."
             )
-        log_q = dist.log_prob(latents.movedim(1, 0))  # [n_samples, batch, *latent_dims]
-        return sum_to_leading(log_q, 2).movedim(0, 1)  # [batch, n_samples]
+        return dist

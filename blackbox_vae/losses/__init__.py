@@ -2,6 +2,22 @@
 
 from blackbox_vae.losses.base import Loss
 from blackbox_vae.losses.elbo import ELBOLoss
+from blackbox_vae.losses.gumbel_softmax import GumbelSoftmaxLoss, TemperatureSchedule
+from blackbox_vae.losses.iwae import IWAELoss
+from blackbox_vae.losses.nvil import NVILBaseline, NVILLoss
+from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
+from blackbox_vae.losses.vimco import VIMCOLoss
 
-__all__ = ["Loss", "ELBOLoss", "ScoreFunctionLoss"]
+__all__ = [
+    "Loss",
+    "ELBOLoss",
+    "ScoreFunctionLoss",
+    "VIMCOLoss",
+    "NVILLoss",
+    "NVILBaseline",
+    "RWSLoss",
+    "GumbelSoftmaxLoss",
+    "TemperatureSchedule",
+    "IWAELoss",
+]

@@ -109,12 +109,12 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         """Returns ``(bound [batch], surrogate_loss [])`` for one batch."""
 
     # ------------------------------------------------------- model driving
-    def _draw(self, data: Tensor, reparameterized: bool = False) -> tuple[Latents, Tensor, Tensor]:
+    def _draw(self, data: Tensor, reparameterized: bool = False, **rsample_options: Any) -> tuple[Latents, Tensor, Tensor]:
         """Samples K latents from q for ``data`` and scores them under q and p.
 
         With ``reparameterized=False`` the latents are detached (score-function
         estimators treat them as fixed); with ``True`` they come from
-        ``inf_net.rsample`` and carry the gradient path.
+        ``inf_net.rsample(n_samples, **rsample_options)`` and carry the gradient path.
 
         Also keeps the detached log-probabilities in ``log_q_`` / ``log_p_``.
 
@@ -124,7 +124,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         inf_name = type(self.inf_net).__name__
         inf_net = self.inf_net(data)
         if reparameterized:
-            latents = inf_net.rsample(self.n_samples)
+            latents = inf_net.rsample(self.n_samples, **rsample_options)
             check_latents(latents, data.shape[0], self.n_samples, f"{inf_name}.rsample")
             log_q = inf_net.log_prob(latents)
         elif type(inf_net).sample_and_log_prob is InfNet.sample_and_log_prob:
@@ -136,7 +136,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             latents, log_q = inf_net.sample_and_log_prob(self.n_samples)
             check_latents(latents, data.shape[0], self.n_samples, f"{inf_name}.sample_and_log_prob")
             latents = map_latents(Tensor.detach, latents)
-        log_q = self._checked(log_q, data, f"{inf_name}.log_prob")
+        log_q = self._checked(log_q, data.shape[0], self.n_samples, f"{inf_name}.log_prob")
         log_p = self._score(data, latents)
         self.log_q_ = log_q.detach()
         self.log_p_ = log_p.detach()
@@ -145,10 +145,11 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
     def _score(self, data: Tensor, latents: Latents) -> Tensor:
         """log p(x, z) ``[batch, K]`` for latents with leading ``[batch, K]``."""
         log_p = self.gen_model(data, latents).log_prob(data, latents)
-        return self._checked(log_p, data, f"{type(self.gen_model).__name__}.log_prob")
+        return self._checked(log_p, data.shape[0], self.n_samples, f"{type(self.gen_model).__name__}.log_prob")
 
-    def _checked(self, log_prob: Tensor, data: Tensor, where: str) -> Tensor:
-        log_prob = check_log_prob(log_prob, data.shape[0], self.n_samples, where)
+    def _checked(self, log_prob: Tensor, batch: int, n_samples: int, where: str) -> Tensor:
+        """Checks a log-prob's shape ``[batch, n_samples]``, and its values when ``validate`` is on."""
+        log_prob = check_log_prob(log_prob, batch, n_samples, where)
         if self.validate:
             check_finite(log_prob, where)
         return log_prob

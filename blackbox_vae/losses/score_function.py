@@ -10,6 +10,7 @@ from torch import Tensor
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.losses._checks import check_n_samples
+from blackbox_vae.losses._moving_average import MovingAverage
 from blackbox_vae.losses.base import Loss
 
 __all__ = ["ScoreFunctionLoss"]
@@ -85,11 +86,7 @@ class ScoreFunctionLoss(Loss):
                 "each sample's baseline is the mean of the other samples' learning signals",
             )
         self.baseline = baseline
-        self.baseline_decay = float(baseline_decay)
-        # Moving average of the learning signal and its total weight (1 - decay^t),
-        # kept as buffers so that they follow .to(device) and state_dict().
-        self.register_buffer("signal_average", torch.zeros(()))
-        self.register_buffer("signal_average_weight", torch.zeros(()))
+        self.signal_average = MovingAverage(baseline_decay)
 
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         _, log_q, log_p = self._draw(data)
@@ -105,17 +102,12 @@ class ScoreFunctionLoss(Loss):
             total = learning_signal.sum(dim=1, keepdim=True)  # [batch, 1]
             return (total - learning_signal) / (self.n_samples - 1)  # [batch, K]
         if self.baseline == "mean":
-            # Zero before the first update; a division guarded without a host sync.
-            weight = self.signal_average_weight.to(learning_signal.dtype)
-            return torch.where(weight > 0, self.signal_average / weight.clamp_min(1e-30), torch.zeros_like(weight))
+            return self.signal_average.value().to(learning_signal.dtype)
         return torch.zeros((), dtype=learning_signal.dtype, device=learning_signal.device)
 
     def _update_average(self, learning_signal: Tensor) -> None:
-        if self.baseline != "mean":
-            return
-        decay = self.baseline_decay
-        self.signal_average.mul_(decay).add_((1 - decay) * learning_signal.mean().to(self.signal_average.dtype))
-        self.signal_average_weight.mul_(decay).add_(1 - decay)
+        if self.baseline == "mean":
+            self.signal_average.update(learning_signal.mean())
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}, baseline={self.baseline!r}"

@@ -1,0 +1,113 @@
+"""Reweighted wake-sleep."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor
+
+from blackbox_vae.gen_model import GenModel
+from blackbox_vae.inf_net import InfNet
+from blackbox_vae.latents import map_latents
+from blackbox_vae.losses._checks import check_latents, check_n_samples
+from blackbox_vae.losses._importance import log_mean_exp
+from blackbox_vae.losses.base import Loss
+
+__all__ = ["RWSLoss"]
+
+PhiUpdate = Literal["wake", "sleep", "wake-sleep"]
+_PHI_UPDATES = ("wake", "sleep", "wake-sleep")
+
+
+class RWSLoss(Loss):
+    r"""Reweighted wake-sleep (Bornschein & Bengio 2015; Le et al. 2019).
+
+    Objective (reported): the K-sample bound
+    :math:`\hat{\mathcal{L}}_K = \log \frac{1}{K}\sum_k w_k`, :math:`w_k = p(x, z_k)/q(z_k|x)`,
+    :math:`z_k \sim q(z|x)`.
+
+    Updates, with self-normalized weights :math:`\tilde w_k = w_k / \sum_j w_j`
+    (treated as constants):
+
+    - wake-theta (always, for p): :math:`\sum_k \tilde w_k \nabla_\theta \log p(x, z_k)`,
+      the IWAE gradient for :math:`\theta`, unbiased for :math:`\nabla_\theta\,\mathbb{E}[\hat{\mathcal{L}}_K]`.
+    - wake-phi (``phi_update="wake"``): :math:`\sum_k \tilde w_k \nabla_\phi \log q(z_k|x)`,
+      a self-normalized estimate of :math:`-\nabla_\phi \mathrm{KL}(p(z|x)\,\|\,q(z|x))`, biased
+      for finite K, consistent as K grows.
+    - sleep-phi (``"sleep"``): dream :math:`(x', z') \sim p` with ``gen_model.sample`` and
+      ascend :math:`\nabla_\phi \log q(z'|x')`, unbiased for
+      :math:`-\nabla_\phi\,\mathbb{E}_{p(x)}\mathrm{KL}(p(z|x)\,\|\,q(z|x))`.
+    - ``"wake-sleep"``: the average of the two.
+
+    Each term reaches only its own parameter set (latents and dreams are
+    detached), so one ``backward`` applies both phases.
+
+    Cost per step: one forward/backward of q and p over K samples; the sleep
+    phase adds ancestral sampling of ``n_dreams`` pairs and one q pass on them.
+
+    Args:
+        inf_net: q(z|x); needs ``sample`` and ``log_prob``.
+        gen_model: p(x, z); the sleep phase also needs its ``sample``.
+        n_samples: K; the wake-phi update needs K >= 2 (with K = 1 its expectation is zero).
+        phi_update: ``"wake"``, ``"sleep"`` or ``"wake-sleep"``.
+        n_dreams: dreamed pairs per sleep phase (default: the batch size).
+        validate: see :class:`~blackbox_vae.losses.Loss`.
+
+    References:
+        Bornschein & Bengio (2015), Reweighted wake-sleep. Le, Kosiorek, Siddharth, Teh & Wood (2019),
+        Revisiting reweighted wake-sleep for models with stochastic control flow.
+    """
+
+    def __init__(
+        self,
+        inf_net: InfNet,
+        gen_model: GenModel,
+        n_samples: int = 2,
+        phi_update: PhiUpdate = "wake",
+        *,
+        n_dreams: Optional[int] = None,
+        validate: bool = True,
+    ):
+        if phi_update not in _PHI_UPDATES:
+            raise ValueError(f"RWSLoss: `phi_update` must be one of {_PHI_UPDATES}; got {phi_update!r}.")
+        super().__init__(inf_net, gen_model, n_samples, validate=validate)
+        if "wake" in phi_update.split("-"):
+            check_n_samples(n_samples, 2, f"RWSLoss(phi_update={phi_update!r})",
+                            "the wake-phi update self-normalizes K weights; with K = 1 its expectation is zero")
+        if n_dreams is not None:
+            check_n_samples(n_dreams, 1, "RWSLoss: `n_dreams`")
+        self.phi_update = phi_update
+        self.n_dreams = n_dreams
+
+    def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
+        _, log_q, log_p = self._draw(data)
+        log_weights = (log_p - log_q).detach()  # [batch, K]
+        normalized_weights = torch.softmax(log_weights, dim=1)  # [batch, K]
+        wake_theta = (normalized_weights * log_p).sum(dim=1).mean()
+        phi_objective = log_q.new_zeros(())
+        if self.phi_update in ("wake", "wake-sleep"):
+            phi_objective = phi_objective + (normalized_weights * log_q).sum(dim=1).mean()
+        if self.phi_update in ("sleep", "wake-sleep"):
+            phi_objective = phi_objective + self._sleep_phi(data.shape[0])
+        if self.phi_update == "wake-sleep":
+            phi_objective = phi_objective / 2
+        return log_mean_exp(log_weights), -(wake_theta + phi_objective)
+
+    def _sleep_phi(self, batch: int) -> Tensor:
+        """mean log q(z'|x') over dreams (x', z') ~ p(x, z): a scalar, differentiable in phi."""
+        n_dreams = self.n_dreams or batch
+        gen_name, inf_name = type(self.gen_model).__name__, type(self.inf_net).__name__
+        with torch.no_grad():
+            dreamed_data, dreamed_latents = self.gen_model.sample(n_dreams)
+        if not isinstance(dreamed_data, Tensor) or dreamed_data.dim() == 0 or dreamed_data.shape[0] != n_dreams:
+            got = tuple(dreamed_data.shape) if isinstance(dreamed_data, Tensor) else type(dreamed_data).__name__
+            raise ValueError(f"`{gen_name}.sample({n_dreams})` returned data of shape {got}; expected "
+                             f"[n_samples, *data_shape] with n_samples = {n_dreams}.")
+        latents = map_latents(lambda t: t.detach().unsqueeze(1), dreamed_latents)  # [n_dreams, 1, ...]
+        check_latents(latents, n_dreams, 1, f"{gen_name}.sample (latents, with a sample axis added)")
+        log_q = self.inf_net(dreamed_data.detach()).log_prob(latents)
+        return self._checked(log_q, n_dreams, 1, f"{inf_name}.log_prob").mean()
+
+    def extra_repr(self) -> str:
+        return f"n_samples={self.n_samples}, phi_update={self.phi_update!r}"
