@@ -16,6 +16,7 @@ Shapes: data ``[batch, *data_shape]``, latents ``[batch, n_samples, *latent_shap
 every log-probability ``[batch, n_samples]``.
 """
 
+from blackbox_vae.evaluation import log_likelihood_bound
 from blackbox_vae.gen_model import DistributionGenModel, GenModel
 from blackbox_vae.inf_net import DistributionInfNet, InfNet
 from blackbox_vae.latents import Latents
@@ -53,5 +54,6 @@ __all__ = [
     "GumbelSoftmaxLoss",
     "TemperatureSchedule",
     "IWAELoss",
+    "log_likelihood_bound",
     "__version__",
 ]

@@ -143,11 +143,27 @@ def test_rsample_default_error_names_the_estimators():
         inf_net.rsample(2)
 
 
+class PlainBernoulliInfNet(DistributionInfNet):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(6, 4)
+
+    def distribution(self, data):
+        return torch.distributions.Bernoulli(logits=self.net(data))
+
+
 def test_bernoulli_convenience_rsample_explains_itself():
-    inf_net = SBNInfNet(6, 4)
+    inf_net = PlainBernoulliInfNet()
     assert inf_net.has_rsample  # the class has one, but Bernoulli cannot reparameterize
     with pytest.raises(NotImplementedError, match="Bernoulli distribution has no reparameterized"):
         inf_net(torch.zeros(2, 6)).rsample(2)
+
+
+def test_sbn_inf_net_serves_both_families():
+    inf_net = SBNInfNet(6, 4)(torch.zeros(2, 6))
+    assert set(inf_net.sample(3).unique().tolist()) <= {0.0, 1.0}
+    relaxed = inf_net.rsample(3, temperature=0.5)
+    assert relaxed.shape == (2, 3, 4) and relaxed.requires_grad and ((relaxed > 0) & (relaxed < 1)).any()
 
 
 def test_losses_are_modules_that_move_with_their_models(device):

@@ -95,9 +95,10 @@ def test_reparameterized_loss_without_rsample():
         ELBOLoss(TwoLayerSBNInfNet(6, 3, 2), TwoLayerSBNGenModel(6, 3, 2))
 
 
-def test_elbo_on_a_distribution_without_rsample():
+def test_elbo_on_discrete_latents_points_to_the_right_estimators():
     loss = ELBOLoss(SBNInfNet(6, 3), SBNGenModel(6, 3))
-    with pytest.raises(NotImplementedError, match="Bernoulli distribution has no reparameterized sample"):
+    with pytest.raises(TypeError, match=r"`SBNInfNet.rsample` needs a `temperature`: its latents are discrete.*"
+                                        r"GumbelSoftmaxLoss"):
         loss(DATA)
 
 
@@ -155,3 +156,94 @@ def test_data_on_another_device():
     loss = ScoreFunctionLoss(SBNInfNet(6, 3), SBNGenModel(6, 3)).cuda()
     with pytest.raises(ValueError, match=r"`data` is on cpu but the models' parameters are on cuda:0"):
         loss(DATA)
+
+
+# ----------------------------------------------------------- the estimator family
+from blackbox_vae import (  # noqa: E402
+    GumbelSoftmaxLoss,
+    IWAELoss,
+    NVILBaseline,
+    NVILLoss,
+    RWSLoss,
+    TemperatureSchedule,
+    VIMCOLoss,
+)
+from loss_examples import TinyRelaxedInfNet  # noqa: E402
+
+RELAXED_DATA = torch.bernoulli(torch.full((5, 8), 0.5))
+
+
+def test_vimco_needs_two_samples():
+    with pytest.raises(ValueError, match=r"VIMCOLoss needs `n_samples` >= 2 \(each sample's baseline is built from "
+                                         r"the other samples\); got n_samples=1"):
+        VIMCOLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), n_samples=1)
+
+
+def test_rws_wake_needs_two_samples_but_sleep_does_not():
+    with pytest.raises(ValueError, match=r"RWSLoss\(phi_update='wake-sleep'\) needs `n_samples` >= 2"):
+        RWSLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), n_samples=1, phi_update="wake-sleep")
+    RWSLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), n_samples=1, phi_update="sleep")(DATA)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: RWSLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), 2, phi_update="dream"),
+     r"`phi_update` must be one of \('wake', 'sleep', 'wake-sleep'\); got 'dream'"),
+    (lambda: IWAELoss(GaussianMLPInfNet(3, 2), GaussianMLPGenModel(3, 2), 2, gradient="vr"),
+     r"`gradient` must be one of \('reparam', 'stl', 'dreg'\); got 'vr'"),
+    (lambda: NVILLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), decay=1.5), r"`decay` must be in \[0, 1\); got 1.5"),
+    (lambda: GumbelSoftmaxLoss(TinyRelaxedInfNet(), SBNGenModel(8, 4), temperature=0.0),
+     r"`temperature` must be a number > 0 or a schedule; got 0.0"),
+    (lambda: GumbelSoftmaxLoss(TinyRelaxedInfNet(), SBNGenModel(8, 4), temperature=-1),
+     r"`temperature` must be a number > 0 or a schedule; got -1"),
+    (lambda: TemperatureSchedule(initial=1.0, minimum=0.0), r"`initial` and `minimum` must be > 0"),
+])
+def test_bad_estimator_options(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_schedule_that_reaches_zero_is_caught_when_used():
+    loss = GumbelSoftmaxLoss(TinyRelaxedInfNet(), SBNGenModel(8, 4), temperature=lambda step: 1.0 - step)
+    loss(RELAXED_DATA)
+    with pytest.raises(ValueError, match=r"`temperature` must be a number > 0 or a schedule; got 0.0"):
+        loss(RELAXED_DATA)
+
+
+@pytest.mark.parametrize("loss_class", [IWAELoss, GumbelSoftmaxLoss])
+def test_reparameterized_estimators_need_rsample(loss_class):
+    with pytest.raises(TypeError, match=rf"{loss_class.__name__} is a reparameterized estimator and needs "
+                                        r"`TwoLayerSBNInfNet.rsample`"):
+        loss_class(TwoLayerSBNInfNet(6, 3, 2), TwoLayerSBNGenModel(6, 3, 2))
+
+
+def test_gumbel_softmax_needs_an_rsample_with_a_temperature():
+    with pytest.raises(TypeError, match=r"GumbelSoftmaxLoss needs `GaussianMLPInfNet.rsample` to take 'temperature'"):
+        GumbelSoftmaxLoss(GaussianMLPInfNet(3, 2), GaussianMLPGenModel(3, 2))
+
+
+def test_relaxed_rsample_without_temperature_explains_itself():
+    inf_net = TinyRelaxedInfNet()(RELAXED_DATA)
+    with pytest.raises(TypeError, match=r"`TinyRelaxedInfNet.rsample` needs a `temperature`"):
+        inf_net.rsample(2)
+    with pytest.raises(ValueError, match=r"`temperature` must be > 0; got -0.5"):
+        inf_net.rsample(2, temperature=-0.5)
+
+
+def test_nvil_baseline_net_checks():
+    with pytest.raises(TypeError, match=r"`baseline_net` must be an nn.Module or None; got function"):
+        NVILLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), baseline_net=lambda x: x.sum(1))
+    wrong = torch.nn.Linear(6, 2)  # [batch, 2] instead of [batch]
+    with pytest.raises(ValueError, match=r"`baseline_net` returned shape \(5, 2\); expected \[batch\] = \(5,\)"):
+        NVILLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), baseline_net=wrong)(DATA)
+    NVILLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), baseline_net=NVILBaseline(6))(DATA)
+
+
+def test_sleep_phase_checks_the_dreams():
+    class BadSampler(SBNGenModel):
+        def sample(self, n_samples=1):
+            x, z = super().sample(n_samples)
+            return x[:1], z
+
+    with pytest.raises(ValueError, match=r"`BadSampler.sample\(5\)` returned data of shape \(1, 6\); expected "
+                                         r"\[n_samples, \*data_shape\] with n_samples = 5"):
+        RWSLoss(SBNInfNet(6, 3), BadSampler(6, 3), 2, phi_update="sleep")(DATA)

@@ -9,14 +9,17 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli
 
 from blackbox_vae.gen_model import DistributionGenModel
-from blackbox_vae.inf_net import DistributionInfNet
 from blackbox_vae.models._mlp import mlp
+from blackbox_vae.relaxed import RelaxedBernoulliInfNet
 
 __all__ = ["SBNInfNet", "SBNGenModel"]
 
 
-class SBNInfNet(DistributionInfNet):
+class SBNInfNet(RelaxedBernoulliInfNet):
     """q(z|x) = prod_j Bernoulli(z_j; sigmoid(f(x)_j)) with f an MLP (linear by default).
+
+    Exact ``sample``/``log_prob`` for the score-function family (REINFORCE, NVIL,
+    VIMCO, RWS), and a relaxed ``rsample(n, temperature=...)`` for Gumbel-softmax.
 
     Args:
         data_dim: D, observed units.
@@ -30,8 +33,8 @@ class SBNInfNet(DistributionInfNet):
         super().__init__()
         self.encoder = mlp(data_dim, hidden, latent_dim)
 
-    def distribution(self, data: Tensor) -> Bernoulli:
-        return Bernoulli(logits=self.encoder(data), validate_args=False)  # batch_shape [batch, H]
+    def logits(self, data: Tensor) -> Tensor:
+        return self.encoder(data)  # [batch, H]
 
 
 class SBNGenModel(DistributionGenModel):

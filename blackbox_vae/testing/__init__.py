@@ -16,6 +16,7 @@ from blackbox_vae.testing.linear_gaussian import (
     quadrature_iwae_bound,
 )
 from blackbox_vae.testing.statistics import assert_unbiased, critical_value, gradient_draws, gradients
+from blackbox_vae.testing.variance import VarianceReport, compare_variance, gradient_variance
 
 __all__ = [
     "bernoulli_configurations",
@@ -33,4 +34,7 @@ __all__ = [
     "critical_value",
     "gradient_draws",
     "gradients",
+    "VarianceReport",
+    "gradient_variance",
+    "compare_variance",
 ]

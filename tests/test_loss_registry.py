@@ -1,0 +1,82 @@
+"""Generic tests over every registered loss example (tests/loss_examples.py)."""
+
+import io
+
+import pytest
+import torch
+
+import blackbox_vae.losses
+from blackbox_vae import IWAELoss, Loss
+from blackbox_vae.testing import bernoulli_configurations, exact_log_marginal
+from loss_examples import EXAMPLES, LATENT_DIM, teacher_data
+
+IDS = [example.name for example in EXAMPLES]
+
+
+def test_every_exported_loss_has_an_example():
+    exported = {getattr(blackbox_vae.losses, name) for name in blackbox_vae.losses.__all__}
+    loss_classes = {cls for cls in exported if isinstance(cls, type) and issubclass(cls, Loss) and cls is not Loss}
+    covered = {example.loss_class for example in EXAMPLES}
+    assert loss_classes <= covered, f"losses without an example in tests/loss_examples.py: {loss_classes - covered}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
+def test_one_call(example, device):
+    loss = example.make().to(device)
+    data, _ = teacher_data(16)
+    data = data.to(device)
+    value = loss(data)
+    assert value.dim() == 0 and torch.isfinite(value)
+    value.backward()
+    for network in (loss.inf_net, loss.gen_model):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in network.parameters()), (
+            f"no gradient reached {type(network).__name__}")
+    assert len(loss.loss_history_) == 1 and isinstance(loss.loss_history_[0], float)
+    loss(data)
+    assert len(loss.loss_history_) == 2
+    assert loss.log_p_.shape == loss.log_q_.shape == (16, loss.n_samples)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
+def test_state_dict_round_trip(example):
+    data, _ = teacher_data(16)
+    loss = example.make()
+    for _ in range(3):
+        loss(data)
+    buffer = io.BytesIO()
+    torch.save(loss.state_dict(), buffer)
+    buffer.seek(0)
+    restored = example.make()
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert restored.loss_history_ == loss.loss_history_
+    torch.manual_seed(11)
+    expected = loss(data)
+    torch.manual_seed(11)
+    torch.testing.assert_close(restored(data), expected)
+
+
+def evaluate(example, loss, data):
+    """Exact mean log p(x) for discrete latents, else a 1000-sample IWAE bound with the trained q."""
+    with torch.no_grad():
+        if example.discrete:
+            return exact_log_marginal(loss.gen_model, data, bernoulli_configurations(LATENT_DIM)).mean().item()
+        return -IWAELoss(loss.inf_net, loss.gen_model, 1000)(data).item()
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
+def test_training_improves_the_model(example):
+    """300 Adam steps on binary data from a teacher SBN close most of the gap to the teacher's log p(x)."""
+    torch.manual_seed(0)
+    data, teacher = teacher_data()
+    loss = example.make()
+    before = evaluate(example, loss, data)
+    optimizer = torch.optim.Adam(loss.parameters(), lr=0.03)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss(data[torch.randint(len(data), (64,))]).backward()
+        optimizer.step()
+    after = evaluate(example, loss, data)
+    best = exact_log_marginal(teacher, data, bernoulli_configurations(LATENT_DIM)).mean().item()
+    print(f"{example.name}: before {before:.3f} after {after:.3f} teacher {best:.3f}")
+    # Measured: every example closes 95% to 100% of the gap (about 1.3 nats).
+    assert after > before + 0.8 * (best - before), (before, after, best)
