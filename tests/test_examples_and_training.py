@@ -66,3 +66,16 @@ def test_score_function_training_raises_the_exact_log_likelihood(baseline):
     best = exact_log_marginal(teacher, data, configurations).mean().item()  # about 1.4 nats above `before`
     # Most of the gap to the data-generating model must close (measured: 97% to 99%).
     assert after > before + 0.8 * (best - before), (before, after, best)
+
+
+def test_estimators_compare_example_runs_every_estimator(tmp_path, capsys):
+    out = tmp_path / "compare.png"
+    results = load_example("estimators_compare").main([
+        "--seconds", "0.3", "--n-evals", "2", "--eval-k", "5", "--n-valid", "50", "--variance-draws", "5",
+        "--variance-warmup", "3", "--out", str(out)])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.with_suffix(".json").exists()
+    assert len(results) == 8
+    for name, result in results.items():
+        (first_seconds, _, _), (last_seconds, steps, bound) = result["curve"][0], result["curve"][-1]
+        assert first_seconds == 0 and last_seconds >= 0.3 and steps > 0 and bound < 0, name
+        assert result["inf_net_gradient_variance"] > 0
