@@ -24,6 +24,14 @@ from blackbox_vae.inf_net import DistributionInfNet
 __all__ = ["RelaxedBernoulliInfNet", "RelaxedCategoricalInfNet"]
 
 
+def _relaxed_rsample(inf_net: DistributionInfNet, relaxed: type, n_samples: int,
+                     temperature: Optional[float]) -> Tensor:
+    """``[batch, n_samples, *latent_shape]`` draws from ``relaxed(temperature, logits=q's logits)``."""
+    logits = inf_net._dist().logits
+    tau = _temperature(type(inf_net).__name__, temperature, logits)
+    return relaxed(tau, logits=logits, validate_args=False).rsample((n_samples,)).movedim(0, 1).contiguous()
+
+
 def _temperature(owner: str, temperature: Optional[float], like: Tensor) -> Tensor:
     if temperature is None:
         raise TypeError(
@@ -62,10 +70,8 @@ class RelaxedBernoulliInfNet(DistributionInfNet):
         Raises:
             TypeError: without a temperature. ValueError: for a temperature <= 0.
         """
-        logits = self._dist().logits
-        tau = _temperature(type(self).__name__, temperature, logits)
         relaxed = RelaxedBernoulliStraightThrough if straight_through else RelaxedBernoulli
-        return relaxed(tau, logits=logits, validate_args=False).rsample((n_samples,)).movedim(0, 1).contiguous()
+        return _relaxed_rsample(self, relaxed, n_samples, temperature)
 
 
 class RelaxedCategoricalInfNet(DistributionInfNet):
@@ -105,7 +111,5 @@ class RelaxedCategoricalInfNet(DistributionInfNet):
         Raises:
             TypeError: without a temperature. ValueError: for a temperature <= 0.
         """
-        logits = self._dist().logits
-        tau = _temperature(type(self).__name__, temperature, logits)
         relaxed = RelaxedOneHotCategoricalStraightThrough if straight_through else RelaxedOneHotCategorical
-        return relaxed(tau, logits=logits, validate_args=False).rsample((n_samples,)).movedim(0, 1).contiguous()
+        return _relaxed_rsample(self, relaxed, n_samples, temperature)
