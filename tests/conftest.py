@@ -1,7 +1,21 @@
-"""Shared fixtures: every test that takes `device` runs on CPU, and on CUDA when present."""
+"""Shared fixtures and Hypothesis profiles.
+
+Every test that takes `device` runs on CPU, and on CUDA when present.
+Property tests use the "blackbox-quick" Hypothesis profile (5 derandomized
+examples per test) unless HYPOTHESIS_PROFILE names another, e.g.
+`HYPOTHESIS_PROFILE=blackbox-thorough python -m pytest tests/test_properties.py`.
+"""
+
+import os
 
 import pytest
 import torch
+from hypothesis import settings
+
+from blackbox_vae.testing.strategies import register_profiles
+
+register_profiles()
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "blackbox-quick"))
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

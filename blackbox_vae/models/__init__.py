@@ -1,6 +1,14 @@
 """Ready models, each an InfNet/GenModel pair built from the public API."""
 
+from blackbox_vae.models.categorical import CategoricalGenModel, CategoricalInfNet
 from blackbox_vae.models.gaussian_mlp import GaussianMLPGenModel, GaussianMLPInfNet
 from blackbox_vae.models.sbn import SBNGenModel, SBNInfNet
 
-__all__ = ["SBNInfNet", "SBNGenModel", "GaussianMLPInfNet", "GaussianMLPGenModel"]
+__all__ = [
+    "SBNInfNet",
+    "SBNGenModel",
+    "CategoricalInfNet",
+    "CategoricalGenModel",
+    "GaussianMLPInfNet",
+    "GaussianMLPGenModel",
+]

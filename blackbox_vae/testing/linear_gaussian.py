@@ -20,6 +20,7 @@ __all__ = [
     "closed_form_elbo",
     "closed_form_log_marginal",
     "quadrature_iwae_bound",
+    "quadrature_gradients",
 ]
 
 
@@ -116,3 +117,23 @@ def quadrature_iwae_bound(inf_net: DistributionInfNet, gen_model: DistributionGe
     log_w = gen_model(data, latents).log_prob(data, latents) - inf_net.log_prob(latents)  # [batch, G*K]
     estimate = torch.logsumexp(log_w.reshape(batch, points, n_samples), dim=-1) - math.log(n_samples)  # [batch, G]
     return (estimate * grid_weights).sum(-1)
+
+
+def quadrature_gradients(inf_net: DistributionInfNet, gen_model: DistributionGenModel, data: Tensor, n_samples: int,
+                         module: nn.Module, n_nodes: int = 40) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The exact gradient of ``-E[L_K]`` (mean over the batch) for ``module``'s parameters, and its numerical error.
+
+    Evaluates :func:`quadrature_iwae_bound` with ``n_nodes`` and with half as many again, and reports
+    the larger rule's gradient with the absolute difference as its error, ready for
+    ``assert_unbiased(..., reference_error=error)``.
+
+    Returns:
+        ``(gradients, errors)``, both ``{parameter name: tensor}``.
+    """
+    from blackbox_vae.testing.statistics import gradients  # avoid a cycle at import time
+
+    coarse = gradients(-quadrature_iwae_bound(inf_net, gen_model, data, n_samples, n_nodes).mean(), module)
+    fine_nodes = n_nodes + n_nodes // 2
+    fine = gradients(-quadrature_iwae_bound(inf_net, gen_model, data, n_samples, fine_nodes,
+                                            max_points=max(2**20, fine_nodes ** (n_samples * 2))).mean(), module)
+    return fine, {name: (fine[name] - coarse[name]).abs() for name in fine}

@@ -1,0 +1,227 @@
+"""Contract checks for users' InfNet and GenModel subclasses.
+
+``check_inf_net(inf_net, data)`` and ``check_gen_model(gen_model, data)`` run a
+model through what the losses rely on and raise :class:`ContractError` (an
+``AssertionError``, so pytest reports it as a failure) with a message that says
+what to fix:
+
+- ``forward`` returns ``self``;
+- samples have leading dimensions ``[batch, n_samples]`` (``[n_samples]`` for
+  ``GenModel.sample``), log-probabilities are floating ``[batch, n_samples]`` and finite;
+- ``log_prob`` is differentiable in the model's parameters (and ``rsample`` carries a gradient path);
+- ``log_prob`` is vectorized over samples: scoring K samples at once equals K calls with one each;
+- ``sample`` and ``log_prob`` agree: for discrete values, the empirical frequency of every drawn
+  configuration matches ``exp(log_prob)`` (a z-test per configuration, Bonferroni-corrected, at the
+  stated false-failure rate).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+
+from blackbox_vae.gen_model import GenModel
+from blackbox_vae.inf_net import InfNet
+from blackbox_vae.latents import Latents, latent_leaves, map_latents
+from blackbox_vae.losses._checks import check_finite, check_latents, check_log_prob
+
+__all__ = ["ContractError", "check_inf_net", "check_gen_model"]
+
+
+class ContractError(AssertionError):
+    """A model breaks the InfNet/GenModel contract; the message says what to fix."""
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ContractError(message)
+
+
+def _reraise(check: Callable[[], Any]) -> Any:
+    """Runs one of the losses' validation checks, turning its error into a ContractError."""
+    try:
+        return check()
+    except (ValueError, TypeError) as error:
+        raise ContractError(str(error)) from error
+
+
+def _check_differentiable(log_prob: Tensor, module: torch.nn.Module, where: str) -> None:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        return
+    _expect(log_prob.requires_grad, f"`{where}` returned a tensor without a gradient path to the parameters; "
+                                    "compute it from `params_` without detaching or `torch.no_grad()`.")
+    grads = torch.autograd.grad(log_prob.sum(), params, allow_unused=True, retain_graph=True)
+    _expect(any(g is not None for g in grads),
+            f"`{where}` does not depend on any parameter of {type(module).__name__}; it must be differentiable in them.")
+
+
+def _check_vectorized(batched: Tensor, one_by_one: list[Tensor], where: str) -> None:
+    separate = torch.cat(one_by_one, dim=1)  # [batch, K]
+    tolerance = 1e-4 if batched.dtype == torch.float32 else 1e-9
+    difference = (batched - separate).abs().max().item()
+    _expect(difference <= tolerance * (1 + separate.abs().max().item()),
+            f"`{where}` of {batched.shape[1]} samples differs from {batched.shape[1]} calls with one sample each "
+            f"(max difference {difference:.3g}): each sample's log-probability must not depend on the others "
+            "(look for a reduction or normalization over dimension 1).")
+
+
+def _is_discrete(latents: Latents) -> bool:
+    return all(bool(torch.equal(t, t.round())) for _, t in latent_leaves(latents))
+
+
+def _rows(values: Latents, n_leading: int) -> Tensor:
+    """Every draw's values as one row ``[M, F]``, ``n_leading`` being the draw dimensions."""
+    leaves = [leaf for _, leaf in latent_leaves(values)]
+    draws = math.prod(leaves[0].shape[:n_leading])
+    return torch.cat([leaf.reshape(draws, -1).to(torch.float64) for leaf in leaves], dim=1)
+
+
+# Below this expected count a configuration's frequency is not near-normal; such configurations are pooled.
+_MIN_EXPECTED_COUNT = 10
+
+
+def _check_frequencies(rows: Tensor, log_probs: Tensor, false_failure_rate: float, where: str) -> None:
+    """Empirical frequencies vs exp(log_prob): a z-test per category, Bonferroni-corrected.
+
+    The categories are the drawn configurations expected at least 10 times,
+    and "the rest", whose probability is 1 minus theirs: a multinomial test in
+    which every category's count is near-normal.
+
+    Args:
+        rows: ``[M, F]`` the M draws.
+        log_probs: ``[M]`` the log-probability of each draw.
+    """
+    unique, first, counts = _unique_rows(rows)
+    n_draws = rows.shape[0]
+    probability = log_probs[first].double().exp()  # [U]
+    _expect(probability.sum().item() <= 1 + 1e-6,
+            f"`{where}`: the drawn configurations' probabilities exp(log_prob) sum to {probability.sum().item():.4f} "
+            "> 1: `log_prob` is not normalized (a missing log_softmax, or an added constant).")
+    common = probability * n_draws >= _MIN_EXPECTED_COUNT
+    labels = [str(row) for row in unique[common].tolist()] + ["all other configurations"]
+    category_probability = torch.cat([probability[common], (1 - probability[common].sum()).clamp_min(0).reshape(1)])
+    category_count = torch.cat([counts[common], (n_draws - counts[common].sum()).reshape(1)]).double()
+    tested = category_probability * n_draws >= _MIN_EXPECTED_COUNT
+    if not bool(tested.any()):
+        return  # every configuration is rare: too many to test with this many draws
+    frequency = category_count / n_draws
+    standard_error = (category_probability * (1 - category_probability) / n_draws).sqrt().clamp_min(1e-12)
+    z = torch.where(tested, (frequency - category_probability) / standard_error, torch.zeros_like(frequency))
+    threshold = NormalDist().inv_cdf(1 - false_failure_rate / (2 * int(tested.sum())))
+    worst = int(z.abs().argmax())
+    _expect(z.abs().max().item() <= threshold,
+            f"`{where}`: samples and log-probabilities disagree. {labels[worst]} was drawn with frequency "
+            f"{frequency[worst].item():.4f} in {n_draws} draws, but exp(log_prob) says "
+            f"{category_probability[worst].item():.4f} (z = {z[worst].item():.1f}, threshold {threshold:.1f}). "
+            "`sample` must draw from the distribution that `log_prob` scores (check logits vs. probabilities, "
+            "a temperature, or a missing normalization such as log_softmax).")
+
+
+def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    unique, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
+    first = torch.full((len(unique),), rows.shape[0], dtype=torch.long, device=rows.device)
+    first.scatter_reduce_(0, inverse, torch.arange(rows.shape[0], device=rows.device), reduce="amin")
+    return unique, first, counts
+
+
+def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequency_samples: int = 4000,
+                  false_failure_rate: float = 1e-3, rsample_options: Optional[dict] = None) -> None:
+    """Checks an InfNet against the contract the losses rely on.
+
+    Args:
+        inf_net: the inference network to check.
+        data: a batch ``[batch, *data_shape]``.
+        n_samples: K for the shape and vectorization checks.
+        frequency_samples: draws for the sample/log_prob agreement check (discrete latents only).
+        false_failure_rate: chance that a correct model fails the frequency check.
+        rsample_options: keyword arguments for ``rsample`` (e.g. ``{"temperature": 0.5}``); ``rsample`` is
+            checked when the class implements it.
+
+    Raises:
+        ContractError: naming what is wrong and what to fix.
+    """
+    name = type(inf_net).__name__
+    batch = data.shape[0]
+    _expect(inf_net(data) is inf_net, f"`{name}.forward` must return `self` (so that `inf_net(x).sample(5)` works).")
+    latents = inf_net.sample(n_samples)
+    _reraise(lambda: check_latents(latents, batch, n_samples, f"{name}.sample"))
+    log_q = _reraise(lambda: check_log_prob(inf_net.log_prob(latents), batch, n_samples, f"{name}.log_prob"))
+    _reraise(lambda: check_finite(log_q, f"{name}.log_prob"))
+    _check_differentiable(log_q, inf_net, f"{name}.log_prob")
+    singles = [inf_net.log_prob(map_latents(lambda t: t[:, k:k + 1], latents)) for k in range(n_samples)]
+    _check_vectorized(log_q, singles, f"{name}.log_prob")
+
+    if inf_net.has_rsample:
+        try:
+            relaxed = inf_net.rsample(n_samples, **(rsample_options or {}))
+        except (NotImplementedError, TypeError):
+            relaxed = None  # e.g. a distribution without rsample, or a relaxed one needing a temperature
+        if relaxed is not None:
+            _reraise(lambda: check_latents(relaxed, batch, n_samples, f"{name}.rsample"))
+            leaves = [leaf for _, leaf in latent_leaves(relaxed)]
+            _expect(all(leaf.requires_grad for leaf in leaves),
+                    f"`{name}.rsample` returned samples without a gradient path; reparameterize them "
+                    "(loc + scale * noise) instead of sampling under no_grad.")
+
+    if _is_discrete(latents):
+        with torch.no_grad():
+            one = inf_net(data[:1])
+            draws = one.sample(frequency_samples)  # [1, M, ...]
+            log_probs = one.log_prob(draws)[0]  # [M]
+        _check_frequencies(_rows(map_latents(lambda t: t[0], draws), 1), log_probs, false_failure_rate,
+                           f"{name}.sample / {name}.log_prob")
+
+
+def check_gen_model(gen_model: GenModel, data: Tensor, latents: Optional[Latents] = None, *, n_samples: int = 3,
+                    frequency_samples: int = 4000, false_failure_rate: float = 1e-3) -> None:
+    """Checks a GenModel against the contract the losses rely on.
+
+    Args:
+        gen_model: the generative model to check.
+        data: a batch ``[batch, *data_shape]``.
+        latents: latents with leading ``[batch, n_samples]`` to score; by default drawn from
+            ``gen_model.sample``.
+        n_samples: K, when ``latents`` is not given.
+        frequency_samples: draws for the sample/log_prob agreement check (discrete data and latents only).
+        false_failure_rate: chance that a correct model fails the frequency check.
+
+    Raises:
+        ContractError: naming what is wrong and what to fix.
+    """
+    name = type(gen_model).__name__
+    batch = data.shape[0]
+    draws_x, draws_z = gen_model.sample(batch * n_samples)
+    _expect(isinstance(draws_x, Tensor) and tuple(draws_x.shape) == (batch * n_samples, *data.shape[1:]),
+            f"`{name}.sample({batch * n_samples})` returned data of shape "
+            f"{tuple(draws_x.shape) if isinstance(draws_x, Tensor) else type(draws_x).__name__}; expected "
+            f"[n_samples, *data_shape] = {(batch * n_samples, *data.shape[1:])}.")
+    for path, leaf in latent_leaves(draws_z):
+        _expect(leaf.shape[0] == batch * n_samples,
+                f"`{name}.sample({batch * n_samples})` returned {path} of shape {tuple(leaf.shape)}; expected "
+                f"a leading dimension of {batch * n_samples}.")
+    if latents is None:
+        latents = map_latents(lambda t: t.reshape(batch, n_samples, *t.shape[1:]), draws_z)
+    n_samples = latent_leaves(latents)[0][1].shape[1]
+    _reraise(lambda: check_latents(latents, batch, n_samples, "latents"))
+    _expect(gen_model(data, latents) is gen_model, f"`{name}.forward` must return `self`.")
+    log_p = _reraise(lambda: check_log_prob(gen_model.log_prob(data, latents), batch, n_samples, f"{name}.log_prob"))
+    _reraise(lambda: check_finite(log_p, f"{name}.log_prob"))
+    _check_differentiable(log_p, gen_model, f"{name}.log_prob")
+    singles = []
+    for k in range(n_samples):
+        single = map_latents(lambda t: t[:, k:k + 1], latents)
+        singles.append(gen_model(data, single).log_prob(data, single))
+    _check_vectorized(log_p, singles, f"{name}.log_prob")
+
+    if _is_discrete(draws_z) and bool(torch.equal(draws_x, draws_x.round())):
+        with torch.no_grad():
+            x, z = gen_model.sample(frequency_samples)
+            scored = map_latents(lambda t: t.unsqueeze(1), z)  # [M, 1, ...]
+            log_probs = gen_model(x, scored).log_prob(x, scored)[:, 0]  # [M]
+        rows = torch.cat([x.reshape(frequency_samples, -1).double(), _rows(z, 1)], dim=1)
+        _check_frequencies(rows, log_probs, false_failure_rate, f"{name}.sample / {name}.log_prob")

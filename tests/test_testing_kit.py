@@ -1,0 +1,152 @@
+"""The testing kit itself: enumeration helpers, contract checks, and the failure report."""
+
+import pytest
+import torch
+
+import blackbox_vae.testing as kit
+from blackbox_vae.models import CategoricalGenModel, CategoricalInfNet, GaussianMLPGenModel, GaussianMLPInfNet
+from blackbox_vae.models import SBNGenModel, SBNInfNet
+from blackbox_vae.testing import (
+    ContractError,
+    assert_unbiased,
+    bernoulli_configurations,
+    categorical_configurations,
+    check_gen_model,
+    check_inf_net,
+    configurations_for,
+    exact_iwae_bound,
+    exact_rws_wake_objectives,
+    gradients,
+    integer_configurations,
+)
+from direct_models import TwoLayerSBNGenModel, TwoLayerSBNInfNet
+from test_gradients import SelfIncludingBaselineLoss, binary_data, random_sbn
+
+DATA = torch.bernoulli(torch.full((4, 6), 0.5))
+
+
+def test_configurations():
+    assert integer_configurations([2, 3]).tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
+    assert bernoulli_configurations(3).shape == (8, 3)
+    one_hot = categorical_configurations(2, 3)
+    assert one_hot.shape == (9, 2, 3) and torch.equal(one_hot.sum(-1), torch.ones(9, 2))
+    assert len({tuple(c.flatten().tolist()) for c in one_hot}) == 9
+
+
+def test_configurations_for_reads_the_distribution():
+    assert configurations_for(SBNInfNet(6, 3), DATA).shape == (8, 3)
+    assert configurations_for(CategoricalInfNet(6, 2, 3, hidden=()), DATA).shape == (9, 2, 3)
+    with pytest.raises(TypeError, match="cannot enumerate a Normal"):
+        configurations_for(GaussianMLPInfNet(6, 2), DATA)
+
+
+def test_too_large_latent_spaces_name_their_size():
+    with pytest.raises(ValueError, match=r"20 Bernoulli latents has 1048576 joint configurations, more than "
+                                         r"`max_configurations`=65536"):
+        bernoulli_configurations(20)
+    with pytest.raises(ValueError, match=r"30 categorical latents of 10 classes has 10{30} joint configurations"):
+        categorical_configurations(30, 10)
+    inf_net, gen_model = random_sbn("cpu")
+    points, _ = binary_data("cpu")
+    with pytest.raises(ValueError, match=r"8-sample groups of 8 latent configurations number 16777216 \(tuples\)"):
+        exact_iwae_bound(inf_net, gen_model, points, configurations_for(inf_net, points), 8, method="tuples")
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_multisets_and_tuples_agree(k):
+    inf_net, gen_model = random_sbn("cpu")
+    points, _ = binary_data("cpu")
+    configurations = configurations_for(inf_net, points)
+    torch.testing.assert_close(exact_iwae_bound(inf_net, gen_model, points, configurations, k),
+                               exact_iwae_bound(inf_net, gen_model, points, configurations, k, method="tuples"))
+    for a, b in zip(exact_rws_wake_objectives(inf_net, gen_model, points, configurations, k),
+                    exact_rws_wake_objectives(inf_net, gen_model, points, configurations, k, method="tuples")):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("inf_net, gen_model, data, options", [
+    (SBNInfNet(6, 3), SBNGenModel(6, 3), DATA, {"temperature": 0.5}),
+    (TwoLayerSBNInfNet(6, 3, 2), TwoLayerSBNGenModel(6, 3, 2), DATA, None),
+    (CategoricalInfNet(6, 2, 3, hidden=()), CategoricalGenModel(6, 2, 3, hidden=()), DATA, {"temperature": 0.5}),
+    (GaussianMLPInfNet(3, 2), GaussianMLPGenModel(3, 2), torch.randn(4, 3), None),
+], ids=["sbn", "two-layer-dict-latents", "categorical", "gaussian"])
+def test_library_and_test_models_satisfy_the_contract(inf_net, gen_model, data, options):
+    check_inf_net(inf_net, data, rsample_options=options)
+    check_gen_model(gen_model, data)
+
+
+class Unnormalized(SBNInfNet):
+    def log_prob(self, latents):
+        return super().log_prob(latents) + 0.3
+
+
+class MixesSamples(SBNInfNet):
+    def log_prob(self, latents):
+        log_q = super().log_prob(latents)
+        return log_q - 0.1 * log_q.mean(1, keepdim=True)
+
+
+class SharperSampler(SBNInfNet):
+    def sample(self, n_samples=1):
+        return torch.bernoulli(torch.sigmoid(2 * self.params_.logits).unsqueeze(1).expand(-1, n_samples, -1))
+
+
+class Detached(SBNInfNet):
+    def log_prob(self, latents):
+        return super().log_prob(latents).detach()
+
+
+class ReturnsParams(SBNInfNet):
+    def forward(self, data):
+        super().forward(data)
+        return self.params_
+
+
+class UnsummedLogProb(SBNInfNet):
+    def log_prob(self, latents):
+        return torch.distributions.Bernoulli(logits=self.params_.logits.unsqueeze(1)).log_prob(latents)
+
+
+@pytest.mark.parametrize("broken, message", [
+    (Unnormalized, r"probabilities exp\(log_prob\) sum to 1\.\d+ > 1: `log_prob` is not normalized"),
+    (MixesSamples, r"of 3 samples differs from 3 calls with one sample each"),
+    (SharperSampler, r"samples and log-probabilities disagree"),
+    (Detached, r"without a gradient path to the parameters"),
+    (ReturnsParams, r"`ReturnsParams.forward` must return `self`"),
+    (UnsummedLogProb, r"returned shape \(4, 3, 3\); expected \[batch, n_samples\] = \(4, 3\)"),
+])
+def test_contract_checks_catch_broken_inf_nets(broken, message):
+    torch.manual_seed(0)
+    with pytest.raises(ContractError, match=message):
+        check_inf_net(broken(6, 3), DATA)
+
+
+def test_contract_check_catches_a_gen_model_whose_sampler_disagrees():
+    class FlippedPrior(SBNGenModel):
+        def sample(self, n_samples=1):
+            x, z = super().sample(n_samples)
+            return x, 1 - z
+
+    torch.manual_seed(0)
+    gen_model = FlippedPrior(6, 3)
+    with torch.no_grad():
+        gen_model.prior_logits.fill_(1.5)
+    with pytest.raises(ContractError, match="samples and log-probabilities disagree"):
+        check_gen_model(gen_model, DATA)
+
+
+def test_failure_report_is_a_table():
+    inf_net, gen_model = random_sbn("cpu")
+    points, batch = binary_data("cpu")
+    loss = SelfIncludingBaselineLoss(inf_net, gen_model, n_samples=2)
+    exact = kit.exact_elbo(inf_net, gen_model, points, configurations_for(inf_net, points))
+    with pytest.raises(AssertionError) as failure:
+        assert_unbiased(loss, batch, gradients(-exact.mean(), loss))
+    lines = str(failure.value).splitlines()
+    assert "standard errors (200 draws, false-failure rate 0.001)" in lines[0]
+    assert lines[1].split() == ["parameter", "exact", "mean", "std.err", "z"]
+    assert len(lines) == 12  # the ten worst elements
+
+
+def test_strategies_are_imported_on_first_use():
+    assert kit.strategies.small_discrete_models is not None
