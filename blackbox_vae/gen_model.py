@@ -67,6 +67,20 @@ class GenModel(nn.Module, metaclass=abc.ABCMeta):
         """
 
 
+    def likelihood_mean(self, latents: Latents) -> Tensor:
+        """Optional: E[x | z] for latents with leading dimensions ``[*lead]``: ``[*lead, *data_shape]``.
+
+        Used to draw generated images and reconstructions (``blackbox-vae sample``); losses never call it.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.likelihood_mean` is not implemented; image grids of means and reconstructions "
+            "need it (DistributionGenModel and the ready models have it)."
+        )
+
+
 class DistributionGenModel(GenModel):
     """Convenience GenModel p(x, z) = p(z) p(x|z) from two distribution objects.
 
@@ -115,6 +129,10 @@ class DistributionGenModel(GenModel):
         log_prior = sum_to_leading(prior.log_prob(latents), 2)  # [batch, n_samples]
         log_likelihood = sum_to_leading(self.params_.log_prob(data.unsqueeze(1)), 2)  # [batch, n_samples]
         return log_prior + log_likelihood
+
+    def likelihood_mean(self, latents: Tensor) -> Tensor:
+        """E[x | z] = ``likelihood(latents).mean``: ``[*lead, *data_shape]``."""
+        return self.likelihood(latents).mean
 
     def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
         """(x [n_samples, *data_shape], z [n_samples, *latent_shape]) ~ p(x, z)."""

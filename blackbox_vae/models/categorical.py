@@ -70,6 +70,10 @@ class CategoricalGenModel(GenModel):
         likelihood = Bernoulli(logits=self.params_, validate_args=False)
         return log_prior + likelihood.log_prob(data.unsqueeze(1)).sum(-1)
 
+    def likelihood_mean(self, latents: Tensor) -> Tensor:
+        """E[x | z] for latents ``[*lead, L, C]``: ``[*lead, D]``."""
+        return torch.sigmoid(self.decoder(latents.flatten(-2)))
+
     def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
         """(x [n_samples, D], z [n_samples, L, C])."""
         with torch.no_grad():

@@ -1,0 +1,128 @@
+"""The `blackbox-vae` command line (also `python -m blackbox_vae`): train, evaluate, sample."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from blackbox_vae.cli.checkpoint import CheckpointError
+from blackbox_vae.cli.config import ConfigError, TrainConfig, load_config_file
+from blackbox_vae.data import DATASETS, DataFileError
+from blackbox_vae.losses.registry import LOSSES
+from blackbox_vae.models.registry import MODELS
+
+__all__ = ["main", "build_parser"]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 200,200,200; got {text!r}") from error
+    return values
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false; got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blackbox-vae", description="Train, evaluate and sample latent-variable "
+                                     "models with the gradient estimators of blackbox_vae.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    # Every train flag defaults to "not given", so that a --config file's values are kept unless overridden.
+    train = commands.add_parser("train", help="train a model; with no data flags, on scikit-learn's 8x8 digits",
+                                argument_default=argparse.SUPPRESS,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    defaults = TrainConfig()
+    train.add_argument("--config", type=Path, help="a JSON or YAML file of settings (flags override it)")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument("--data", choices=DATASETS, help=f"data set (default {defaults.data})")
+    train.add_argument("--data-dir", help="directory (or .npz file) with the data files")
+    train.add_argument("--binarization", choices=("static", "dynamic"), help="default: dynamic")
+    train.add_argument("--model", choices=MODELS, help=f"default {defaults.model}")
+    train.add_argument("--layers", type=_int_list, help="latent units per stochastic layer, e.g. 200,200,200 "
+                       f"(default {','.join(map(str, defaults.layers))})")
+    train.add_argument("--hidden", type=_int_list, help="deterministic hidden widths, e.g. 200,200")
+    train.add_argument("--n-classes", type=int, help=f"classes per categorical latent (default {defaults.n_classes})")
+    train.add_argument("--loss", choices=tuple(LOSSES), help=f"estimator (default {defaults.loss})")
+    train.add_argument("--n-samples", type=int, help=f"K (default {defaults.n_samples})")
+    train.add_argument("--baseline", choices=("mean", "leave-one-out"), help="score-function baseline")
+    train.add_argument("--variance-normalization", type=_bool, help="nvil (default true)")
+    train.add_argument("--phi-update", choices=("wake", "sleep", "wake-sleep"), help="rws (default wake)")
+    train.add_argument("--temperature", help="gumbel-softmax: a number or 'anneal' (default 1.0)")
+    train.add_argument("--straight-through", type=_bool, help="gumbel-softmax (default false)")
+    train.add_argument("--gradient", choices=("reparam", "stl", "dreg"), help="iwae (default reparam)")
+    train.add_argument("--steps", type=int, help=f"default {defaults.steps}")
+    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    train.add_argument("--lr", type=float, help=f"Adam learning rate (default {defaults.lr})")
+    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
+    train.add_argument("--log-every", type=int, help=f"default {defaults.log_every}")
+    train.add_argument("--eval-every", type=int, help=f"default {defaults.eval_every}")
+    train.add_argument("--eval-k", type=int, help=f"samples of the validation bound (default {defaults.eval_k})")
+    train.add_argument("--eval-size", type=int, help="validation rows to evaluate on (default all)")
+    train.add_argument("--checkpoint-every", type=int, help=f"default {defaults.checkpoint_every}")
+    train.add_argument("--out", help=f"run directory (default {defaults.out})")
+    train.add_argument("--progress", type=_bool, help="show a progress bar (default: when attached to a terminal)")
+
+    evaluate = commands.add_parser("evaluate", help="test log-likelihood by importance sampling (the IWAE bound)")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per data point")
+    evaluate.add_argument("--split", choices=("test", "valid", "train"), default="test")
+    evaluate.add_argument("--batch-size", type=int, default=100, help="data points per chunk")
+    evaluate.add_argument("--sample-chunk", type=int, default=1000, help="samples per chunk")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--seed", type=int, default=0)
+
+    sample = commands.add_parser("sample", help="a PNG of generated images and reconstructions")
+    sample.add_argument("run_dir", type=Path)
+    sample.add_argument("-n", type=int, default=64, help="number of images")
+    sample.add_argument("--out", type=Path, help="PNG path (default RUN_DIR/samples.png)")
+    sample.add_argument("--device", default="cpu")
+    sample.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    values = load_config_file(args.config) if getattr(args, "config", None) else {}
+    names = {f.name for f in fields(TrainConfig)}
+    values.update({name: value for name, value in vars(args).items() if name in names})
+    return TrainConfig.from_dict(values, str(args.config) if getattr(args, "config", None) else "settings")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from blackbox_vae.cli.training import train
+
+            summary = train(_train_config(args), resume=getattr(args, "resume", False),
+                            progress=getattr(args, "progress", None))
+            print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s: training bound "
+                  f"{summary['train_bound']:.4f}, validation bound (K={summary['eval_k']}) {summary['valid_bound']:.4f} "
+                  f"nats; wrote {summary['out']}/")
+        elif args.command == "evaluate":
+            from blackbox_vae.cli.commands import evaluate
+
+            result = evaluate(args.run_dir, args.k, args.split, args.batch_size, args.sample_chunk, args.device,
+                              args.seed)
+            print(json.dumps(result, indent=1))
+            print(f"{args.split} log-likelihood (K={args.k}): {result['log_likelihood']:.4f} "
+                  f"± {result['standard_error']:.4f} nats")
+        else:
+            from blackbox_vae.cli.commands import sample
+
+            print(f"wrote {sample(args.run_dir, args.n, args.out, args.device, args.seed)}")
+    except (ConfigError, CheckpointError, DataFileError) as error:
+        print(f"blackbox-vae {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

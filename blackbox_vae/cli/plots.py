@@ -1,0 +1,76 @@
+"""Figures written by the command line: the loss curve and image grids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+__all__ = ["plot_loss_curve", "image_grid", "save_image_grids", "save_scatter"]
+
+
+def plot_loss_curve(history: Sequence[float], metrics: list[dict], path: Path, title: str) -> None:
+    """The training objective per step (and its moving average) and the validation bound, in nats."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    bounds = -torch.tensor(history, dtype=torch.float64)
+    if len(bounds):
+        window = max(1, min(100, len(bounds) // 20))
+        axis.plot(range(1, len(bounds) + 1), bounds.numpy(), lw=0.3, alpha=0.35, label="training bound, per step")
+        smoothed = bounds.unfold(0, window, 1).mean(1)
+        axis.plot(range(window, len(bounds) + 1), smoothed.numpy(), lw=1.2, label=f"training bound, mean of {window}")
+    valid = [(row["step"], row["valid_bound"]) for row in metrics if row.get("valid_bound") not in (None, "")]
+    if valid:
+        steps, values = zip(*valid)
+        axis.plot(steps, values, "o-", ms=4, label="validation bound")
+        low = min(min(values), smoothed.min().item() if len(bounds) else min(values))
+        axis.set_ylim(bottom=low - 0.1 * (abs(low) + 1))
+    axis.set(xlabel="step", ylabel="bound (nats, higher is better)", title=title)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def image_grid(images: Tensor, image_shape: Sequence[int], columns: Optional[int] = None) -> Tensor:
+    """Flattened images ``[n, prod(image_shape)]`` tiled into one ``[rows*h, columns*w]`` array, with 1-pixel gaps."""
+    height, width = image_shape
+    n = images.shape[0]
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = torch.full((rows * (height + 1) - 1, columns * (width + 1) - 1), 0.3)  # light-grey gaps
+    for index, image in enumerate(images.reshape(n, height, width).float().cpu()):
+        r, c = divmod(index, columns)
+        grid[r * (height + 1): r * (height + 1) + height, c * (width + 1): c * (width + 1) + width] = image
+    return grid
+
+
+def save_image_grids(panels: list[tuple[str, Tensor]], image_shape: Sequence[int], path: Path) -> None:
+    """Side-by-side grids, one per (title, images) panel."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.8), squeeze=False)
+    for axis, (title, images) in zip(axes[0], panels):
+        axis.imshow(image_grid(images, image_shape).numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        axis.set_title(title)
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def save_scatter(panels: list[tuple[str, Tensor]], path: Path) -> None:
+    """2-D points, one colour per (label, points) panel, on one axis."""
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    for label, points in panels:
+        axis.scatter(*points[:, :2].float().cpu().numpy().T, s=3, alpha=0.4, label=label)
+    axis.set(aspect="equal", title="samples")
+    axis.legend(markerscale=4)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,185 @@
+"""Data sets as train/valid/test tensors, and their binarization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from blackbox_vae.data.files import DataFileError, find_file, read_amat, read_idx, read_npz_splits
+from blackbox_vae.data.toy import correlated_gaussian_2d
+
+__all__ = ["Dataset", "DATASETS", "load_dataset", "load_mnist_idx", "load_binarized_mnist", "load_digits"]
+
+Binarization = Literal["static", "dynamic", "none"]
+DATASETS = ("digits", "mnist", "fashion-mnist", "binarized-mnist", "gaussian-2d")
+
+# Evaluation splits of dynamically binarized data are binarized once, with this seed, so that every
+# run is evaluated on the same binary images.
+_EVALUATION_BINARIZATION_SEED = 1234
+
+
+@dataclass
+class Dataset:
+    """A data set split three ways, each ``[N, D]`` float32 on the CPU (rows are flattened images).
+
+    Attributes:
+        name: the data set's name.
+        train: training rows; intensities in [0, 1] when ``binarization == "dynamic"`` (binarized
+            afresh each time a row is drawn), else the values to model.
+        valid: validation rows, binary unless ``binarization == "none"``.
+        test: test rows, likewise.
+        binarization: ``"static"`` (fixed binary values), ``"dynamic"`` or ``"none"`` (real-valued data).
+        image_shape: the shape of one image (e.g. ``(28, 28)``), or ``None`` for non-image data.
+    """
+
+    name: str
+    train: Tensor
+    valid: Tensor
+    test: Tensor
+    binarization: Binarization
+    image_shape: Optional[tuple[int, ...]]
+
+    @property
+    def data_dim(self) -> int:
+        return self.train.shape[1]
+
+    @property
+    def likelihood(self) -> str:
+        """``"bernoulli"`` for binary data, ``"gaussian"`` for real-valued data."""
+        return "gaussian" if self.binarization == "none" else "bernoulli"
+
+    def split(self, name: str) -> Tensor:
+        if name not in ("train", "valid", "test"):
+            raise ValueError(f"Dataset.split: `name` must be 'train', 'valid' or 'test'; got {name!r}.")
+        return getattr(self, name)
+
+
+def _binarize_once(intensities: Tensor, seed: int) -> Tensor:
+    return torch.bernoulli(intensities, generator=torch.Generator().manual_seed(seed))
+
+
+def load_mnist_idx(data_dir: Path, what: str = "MNIST") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The four standard IDX files of MNIST or Fashion-MNIST: ``{"train": (images, labels), "test": ...}``.
+
+    Images are uint8 ``[N, 28, 28]``, labels uint8 ``[N]``.
+
+    Raises:
+        DataFileError: for a missing file (naming the directory and the files expected) or a bad one.
+    """
+    splits = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images_path = find_file(data_dir, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"],
+                                f"{what} {split} images")
+        labels_path = find_file(data_dir, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"],
+                                f"{what} {split} labels")
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise DataFileError(f"{images_path}: expected uint8 images [N, rows, cols]; got {images.dtype} "
+                                f"{images.shape}.")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataFileError(f"{labels_path}: expected {len(images)} labels; got shape {labels.shape}.")
+        splits[split] = (images, labels)
+    return splits
+
+
+def load_binarized_mnist(path: Path) -> dict[str, np.ndarray]:
+    """Larochelle & Murray's statically binarized MNIST: ``{"train", "valid", "test"}`` uint8 ``[N, 784]``.
+
+    Args:
+        path: the ``.npz`` archive, or a directory holding ``binarized_mnist.npz`` or the three
+            ``binarized_mnist_{train,valid,test}.amat`` files.
+
+    Raises:
+        DataFileError: for missing or malformed files.
+    """
+    path = Path(path)
+    if path.is_file():
+        arrays = read_npz_splits(path)
+    elif (path / "binarized_mnist.npz").is_file():
+        arrays = read_npz_splits(path / "binarized_mnist.npz")
+    elif path.is_dir():
+        arrays = {split: read_amat(find_file(path, [f"binarized_mnist_{split}.amat", "binarized_mnist.npz"],
+                                             f"binarized MNIST {split} split"))
+                  for split in ("train", "valid", "test")}
+    else:
+        raise DataFileError(f"binarized MNIST: {path.resolve()} does not exist (expected the .npz archive, or a "
+                            "directory with binarized_mnist.npz or binarized_mnist_{train,valid,test}.amat).")
+    for split, array in arrays.items():
+        if array.ndim != 2 or array.shape[1] != 784 or not np.isin(array, (0, 1)).all():
+            raise DataFileError(f"binarized MNIST {split}: expected 0/1 values of shape [N, 784]; got "
+                                f"{array.dtype} {array.shape}.")
+    return {split: array.astype(np.uint8) for split, array in arrays.items()}
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (1797 images, no download): intensities in [0, 1] ``[N, 64]``, labels."""
+    from sklearn.datasets import load_digits as sklearn_digits  # the data ship inside scikit-learn
+
+    bunch = sklearn_digits()
+    return (bunch.data / 16.0).astype(np.float32), bunch.target
+
+
+def load_dataset(name: str, data_dir: Optional[Path] = None, binarization: Optional[Binarization] = None,
+                 seed: int = 0) -> Dataset:
+    """Loads one of :data:`DATASETS` into train/valid/test tensors.
+
+    ======================= ============================ ================== =======================
+    name                    source                       splits             binarization (default)
+    ======================= ============================ ================== =======================
+    ``digits``              scikit-learn (no files)      1397 / 200 / 200   dynamic (or static)
+    ``mnist``               IDX files in ``data_dir``    50000/10000/10000  dynamic (or static)
+    ``fashion-mnist``       IDX files in ``data_dir``    50000/10000/10000  dynamic (or static)
+    ``binarized-mnist``     .npz or .amat (``data_dir``) 50000/10000/10000  static (fixed by the files)
+    ``gaussian-2d``         generated                    10000/1000/1000    none (real-valued)
+    ======================= ============================ ================== =======================
+
+    MNIST's validation split is the last sixth of the training images (10000 of 60000), as is customary. "static" draws one
+    binarization of every image with ``seed``; "dynamic" keeps training intensities (to be binarized
+    afresh each time an image is drawn) and binarizes the evaluation splits once with a fixed seed.
+
+    Raises:
+        ValueError: for an unknown name or binarization.
+        DataFileError: for missing or malformed files.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"load_dataset: unknown data set {name!r}; expected one of {', '.join(DATASETS)}.")
+    if name == "gaussian-2d":
+        data = correlated_gaussian_2d(12_000, seed=seed)
+        return Dataset(name, data[:10_000], data[10_000:11_000], data[11_000:], "none", None)
+    if name == "binarized-mnist":
+        if binarization not in (None, "static"):
+            raise ValueError(f"load_dataset: binarized-mnist is statically binarized; got binarization={binarization!r}.")
+        if data_dir is None:
+            raise ValueError("load_dataset: binarized-mnist needs `data_dir` (the .npz file or its directory).")
+        arrays = load_binarized_mnist(Path(data_dir))
+        splits = {k: torch.from_numpy(v).float() for k, v in arrays.items()}
+        return Dataset(name, splits["train"], splits["valid"], splits["test"], "static", (28, 28))
+
+    binarization = binarization or "dynamic"
+    if binarization not in ("static", "dynamic"):
+        raise ValueError(f"load_dataset: `binarization` must be 'static' or 'dynamic' for {name}; got {binarization!r}.")
+    if name == "digits":
+        images, _ = load_digits()
+        order = np.random.default_rng(0).permutation(len(images))  # a fixed split, whatever the run's seed
+        intensities = torch.from_numpy(images[order])
+        train, valid, test = intensities[:1397], intensities[1397:1597], intensities[1597:]
+        image_shape: tuple[int, ...] = (8, 8)
+    else:
+        if data_dir is None:
+            raise ValueError(f"load_dataset: {name} needs `data_dir`, the directory with its four IDX files.")
+        splits = load_mnist_idx(Path(data_dir), "Fashion-MNIST" if name == "fashion-mnist" else "MNIST")
+        train_images = torch.from_numpy(splits["train"][0].reshape(len(splits["train"][0]), -1)).float() / 255
+        test = torch.from_numpy(splits["test"][0].reshape(len(splits["test"][0]), -1)).float() / 255
+        n_valid = len(train_images) // 6  # the customary last 10000 of MNIST's 60000
+        train, valid = train_images[:-n_valid], train_images[-n_valid:]
+        image_shape = tuple(splits["train"][0].shape[1:])
+    valid = _binarize_once(valid, _EVALUATION_BINARIZATION_SEED)
+    test = _binarize_once(test, _EVALUATION_BINARIZATION_SEED + 1)
+    if binarization == "static":
+        train = _binarize_once(train, seed)
+    return Dataset(name, train, valid, test, binarization, image_shape)

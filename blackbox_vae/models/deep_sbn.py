@@ -1,0 +1,145 @@
+"""Sigmoid belief networks with several stochastic layers (e.g. 200-200-200, as in the VIMCO/NVIL/RWS papers).
+
+Latents are a tuple ``(z_1, ..., z_L)``, z_1 next to the data, each ``[batch, n_samples, H_l]`` in {0, 1}.
+Written directly against InfNet/GenModel, with log-likelihoods by ``binary_cross_entropy_with_logits``
+(one fused kernel per layer, no distribution objects on the hot path).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from pyro.distributions import RelaxedBernoulliStraightThrough
+from torch import Tensor, nn
+from torch.distributions import RelaxedBernoulli
+from torch.nn.functional import binary_cross_entropy_with_logits
+
+from blackbox_vae.gen_model import GenModel
+from blackbox_vae.inf_net import InfNet
+from blackbox_vae.models._mlp import mlp
+from blackbox_vae.relaxed import _temperature
+
+__all__ = ["DeepSBNInfNet", "DeepSBNGenModel", "bernoulli_log_prob"]
+
+
+def bernoulli_log_prob(logits: Tensor, value: Tensor) -> Tensor:
+    """sum over the last dimension of log Bernoulli(value; sigmoid(logits)), broadcasting the two.
+
+    ``value`` may be relaxed (in [0, 1]): the expression is linear in it.
+    """
+    logits, value = torch.broadcast_tensors(logits, value)
+    return -binary_cross_entropy_with_logits(logits, value, reduction="none").sum(-1)
+
+
+def _check_layers(layers: Sequence[int], owner: str) -> list[int]:
+    layers = list(layers)
+    if not layers or any(not isinstance(h, int) or h < 1 for h in layers):
+        raise ValueError(f"{owner}: `layers` must be a non-empty list of positive ints; got {layers!r}.")
+    return layers
+
+
+class DeepSBNInfNet(InfNet):
+    """q(z_1|x) q(z_2|z_1) ... q(z_L|z_{L-1}), each a product of Bernoullis with logits from an MLP.
+
+    Args:
+        data_dim: D.
+        layers: latent units per stochastic layer, from the data up (e.g. ``[200, 200, 200]``).
+        hidden: deterministic hidden widths inside each conditional (``()``: linear, as in the papers).
+
+    Shapes: data ``[batch, D]``; latents a tuple of ``[batch, n_samples, H_l]``.
+    """
+
+    def __init__(self, data_dim: int, layers: Sequence[int], hidden: Sequence[int] = ()):
+        super().__init__()
+        layers = _check_layers(layers, "DeepSBNInfNet")
+        widths = [data_dim, *layers]
+        self.conditionals = nn.ModuleList(mlp(a, hidden, b) for a, b in zip(widths[:-1], widths[1:]))
+
+    def forward(self, data: Tensor) -> "DeepSBNInfNet":
+        self.params_ = self.conditionals[0](data)  # [batch, H_1] logits of q(z_1|x)
+        return self
+
+    def _logits_above(self, layer: int, below: Tensor) -> Tensor:
+        return self.conditionals[layer](below)
+
+    def sample(self, n_samples: int = 1) -> tuple[Tensor, ...]:
+        with torch.no_grad():
+            return self.sample_and_log_prob(n_samples)[0]
+
+    def sample_and_log_prob(self, n_samples: int = 1) -> tuple[tuple[Tensor, ...], Tensor]:
+        """Fused: each layer's logits are computed once, for sampling and scoring."""
+        logits = self.params_.unsqueeze(1).expand(-1, n_samples, -1)  # [batch, K, H_1]
+        latents, log_q = [], 0.0
+        for layer in range(len(self.conditionals)):
+            if layer > 0:
+                logits = self._logits_above(layer, latents[-1])  # [batch, K, H_l]
+            z = torch.bernoulli(torch.sigmoid(logits.detach()))
+            log_q = log_q + bernoulli_log_prob(logits, z)
+            latents.append(z)
+        return tuple(latents), log_q
+
+    def log_prob(self, latents: tuple[Tensor, ...]) -> Tensor:
+        log_q = bernoulli_log_prob(self.params_.unsqueeze(1), latents[0])  # [batch, K]
+        for layer in range(1, len(self.conditionals)):
+            log_q = log_q + bernoulli_log_prob(self._logits_above(layer, latents[layer - 1]), latents[layer])
+        return log_q
+
+    def rsample(self, n_samples: int = 1, temperature: Optional[float] = None,
+                straight_through: bool = False) -> tuple[Tensor, ...]:
+        """Relaxed (binary Concrete) samples, layer by layer, each conditioned on the relaxed layer below."""
+        tau = _temperature(type(self).__name__, temperature, self.params_)
+        relaxed = RelaxedBernoulliStraightThrough if straight_through else RelaxedBernoulli
+        logits = self.params_.unsqueeze(1).expand(-1, n_samples, -1)
+        latents = []
+        for layer in range(len(self.conditionals)):
+            if layer > 0:
+                logits = self._logits_above(layer, latents[-1])
+            latents.append(relaxed(tau, logits=logits, validate_args=False).rsample())
+        return tuple(latents)
+
+
+class DeepSBNGenModel(GenModel):
+    """p(z_L) p(z_{L-1}|z_L) ... p(z_1|z_2) p(x|z_1), every factor a product of Bernoullis.
+
+    Args:
+        data_dim: D.
+        layers: latent units per stochastic layer, from the data up.
+        hidden: deterministic hidden widths inside each conditional (``()``: linear).
+
+    Shapes: data ``[batch, D]``; latents a tuple of ``[batch, n_samples, H_l]``.
+    """
+
+    def __init__(self, data_dim: int, layers: Sequence[int], hidden: Sequence[int] = ()):
+        super().__init__()
+        layers = _check_layers(layers, "DeepSBNGenModel")
+        widths = [data_dim, *layers]
+        self.prior_logits = nn.Parameter(torch.zeros(layers[-1]))
+        # conditionals[l] maps layer l+1 down to layer l (layer 0 is the data)
+        self.conditionals = nn.ModuleList(mlp(b, hidden, a) for a, b in zip(widths[:-1], widths[1:]))
+
+    def forward(self, data: Tensor, latents: tuple[Tensor, ...]) -> "DeepSBNGenModel":
+        # logits of p(x|z_1), p(z_1|z_2), ..., p(z_{L-1}|z_L)
+        self.params_ = tuple(conditional(z) for conditional, z in zip(self.conditionals, latents))
+        return self
+
+    def log_prob(self, data: Tensor, latents: tuple[Tensor, ...]) -> Tensor:
+        log_p = bernoulli_log_prob(self.prior_logits, latents[-1])  # [batch, K]
+        log_p = log_p + bernoulli_log_prob(self.params_[0], data.unsqueeze(1))
+        for layer in range(1, len(latents)):
+            log_p = log_p + bernoulli_log_prob(self.params_[layer], latents[layer - 1])
+        return log_p
+
+    def sample(self, n_samples: int = 1) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """(x [n, D], (z_1 [n, H_1], ..., z_L [n, H_L]))."""
+        with torch.no_grad():
+            z = torch.bernoulli(torch.sigmoid(self.prior_logits).expand(n_samples, -1))
+            latents = [z]
+            for conditional in reversed(self.conditionals[1:]):
+                latents.insert(0, torch.bernoulli(torch.sigmoid(conditional(latents[0]))))
+            data = torch.bernoulli(torch.sigmoid(self.conditionals[0](latents[0])))
+        return data, tuple(latents)
+
+    def likelihood_mean(self, latents: tuple[Tensor, ...]) -> Tensor:
+        """E[x | z] = sigmoid of p(x|z_1)'s logits, for latents with any leading dimensions."""
+        return torch.sigmoid(self.conditionals[0](latents[0]))

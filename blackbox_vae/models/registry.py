@@ -1,0 +1,48 @@
+"""Build a ready InfNet/GenModel pair by name (used by the command line)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from blackbox_vae.gen_model import GenModel
+from blackbox_vae.inf_net import InfNet
+from blackbox_vae.models.categorical import CategoricalGenModel, CategoricalInfNet
+from blackbox_vae.models.deep_sbn import DeepSBNGenModel, DeepSBNInfNet
+from blackbox_vae.models.gaussian_mlp import GaussianMLPGenModel, GaussianMLPInfNet
+
+__all__ = ["MODELS", "build_models"]
+
+MODELS = ("sbn", "categorical", "gaussian")
+
+
+def build_models(model: str, data_dim: int, likelihood: str = "bernoulli", layers: Sequence[int] = (200,),
+                 hidden: Sequence[int] = (), n_classes: int = 10) -> tuple[InfNet, GenModel]:
+    """An (inf_net, gen_model) pair.
+
+    Args:
+        model: ``"sbn"`` (sigmoid belief network with ``len(layers)`` stochastic layers of ``layers``
+            units; ``hidden`` deterministic widths inside each conditional, ``()`` for linear),
+            ``"categorical"`` (``layers[0]`` one-hot latents of ``n_classes`` classes, MLPs of
+            ``hidden`` widths, Jang et al.'s 512-256 by default), or ``"gaussian"`` (``layers[0]``
+            Gaussian latents, MLPs of ``hidden`` widths, 200-200 by default).
+        data_dim: D.
+        likelihood: ``"bernoulli"`` or ``"gaussian"`` (only the Gaussian VAE supports real-valued data).
+
+    Raises:
+        ValueError: for an unknown model or a likelihood it does not support.
+    """
+    if model not in MODELS:
+        raise ValueError(f"build_models: unknown model {model!r}; expected one of {', '.join(MODELS)}.")
+    if likelihood == "gaussian" and model != "gaussian":
+        raise ValueError(f"build_models: the {model!r} model has Bernoulli observations and needs binary data; "
+                         "use --model gaussian for real-valued data.")
+    layers, hidden = list(layers), list(hidden)
+    if model == "sbn":
+        return DeepSBNInfNet(data_dim, layers, hidden), DeepSBNGenModel(data_dim, layers, hidden)
+    if model == "categorical":
+        encoder_hidden = hidden or [512, 256]
+        return (CategoricalInfNet(data_dim, layers[0], n_classes, encoder_hidden),
+                CategoricalGenModel(data_dim, layers[0], n_classes, list(reversed(encoder_hidden))))
+    hidden = hidden or [200, 200]
+    return (GaussianMLPInfNet(data_dim, layers[0], hidden),
+            GaussianMLPGenModel(data_dim, layers[0], hidden, likelihood=likelihood))

@@ -1,0 +1,128 @@
+"""End-to-end tests of the `blackbox-vae` command line on tiny budgets, in temporary directories."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from blackbox_vae.cli import main
+
+TINY = ["--steps", "20", "--log-every", "5", "--eval-every", "10", "--checkpoint-every", "10", "--eval-k", "5",
+        "--eval-size", "50", "--batch-size", "16", "--progress", "false"]
+
+
+def train(out, *flags):
+    assert main(["train", "--out", str(out), *TINY, *flags]) == 0
+
+
+@pytest.mark.parametrize("flags", [
+    ["--model", "sbn", "--layers", "8,6,4", "--loss", "vimco", "--n-samples", "3"],
+    ["--model", "sbn", "--layers", "8", "--loss", "score-function", "--baseline", "leave-one-out"],
+    ["--model", "sbn", "--layers", "8", "--loss", "nvil", "--n-samples", "1"],
+    ["--model", "sbn", "--layers", "8,4", "--loss", "rws", "--phi-update", "wake-sleep"],
+    ["--model", "sbn", "--layers", "8", "--loss", "gumbel-softmax", "--temperature", "anneal"],
+    ["--model", "categorical", "--layers", "3", "--n-classes", "4", "--hidden", "16", "--loss", "gumbel-softmax",
+     "--straight-through", "true", "--n-samples", "1"],
+    ["--model", "gaussian", "--layers", "2", "--hidden", "16", "--loss", "iwae", "--gradient", "dreg"],
+    ["--data", "gaussian-2d", "--model", "gaussian", "--layers", "2", "--hidden", "16", "--loss", "elbo",
+     "--n-samples", "1"],
+], ids=["sbn3-vimco", "sbn-sf-loo", "sbn-nvil", "sbn2-rws-ws", "sbn-gumbel-anneal", "categorical-gumbel-st",
+        "gaussian-iwae-dreg", "gaussian-2d-elbo"])
+def test_train_evaluate_sample(tmp_path, capsys, flags):
+    out = tmp_path / "run"
+    train(out, *flags)
+    printed = capsys.readouterr().out
+    assert "trained 20 steps" in printed and "validation bound (K=5)" in printed
+    for name in ("config.json", "checkpoint.pt", "metrics.csv", "loss_curve.png"):
+        assert (out / name).is_file(), name
+    with open(out / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [5, 10, 15, 20]
+    assert [r["valid_bound"] != "" for r in rows] == [False, True, False, True]
+    assert all(float(r["train_bound"]) < 0 or "gaussian-2d" in flags for r in rows)
+
+    assert main(["evaluate", str(out), "--k", "7", "--batch-size", "64", "--sample-chunk", "3"]) == 0
+    entries = json.loads((out / "evaluation.json").read_text())
+    test_size = 1000 if "gaussian-2d" in flags else 200
+    assert entries[-1]["k"] == 7 and entries[-1]["split"] == "test" and entries[-1]["n"] == test_size
+    assert torch.isfinite(torch.tensor(entries[-1]["log_likelihood"]))
+    assert main(["sample", str(out), "-n", "9"]) == 0
+    assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
+    flags = ["--layers", "8,4", "--loss", "nvil", "--n-samples", "2"]  # learned baseline and moving averages
+    train(tmp_path / "whole", *flags)
+    interrupted = tmp_path / "interrupted"
+    assert main(["train", "--out", str(interrupted), *TINY[:-12], "--steps", "10", *TINY[2:], *flags]) == 0
+    assert main(["train", "--out", str(interrupted), "--resume", *TINY, *flags]) == 0
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(interrupted / "checkpoint.pt", weights_only=True)
+    assert whole["step"] == resumed["step"] == 20
+    for name, tensor in whole["loss"].items():
+        if isinstance(tensor, torch.Tensor):
+            assert torch.equal(tensor, resumed["loss"][name]), name
+    assert whole["loss"]["_extra_state"]["loss_history"] == resumed["loss"]["_extra_state"]["loss_history"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(whole["metrics"]) == strip(resumed["metrics"])
+
+
+def test_config_file_with_flags_overriding(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model: sbn\nlayers: [6]\nloss: rws\nn-samples: 3\nsteps: 1000\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), *TINY]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["loss"], saved["layers"], saved["n_samples"], saved["steps"]) == ("rws", [6], 3, 20)
+    (tmp_path / "bad.json").write_text(json.dumps({"lossy": "vimco"}))
+    assert main(["train", "--config", str(tmp_path / "bad.json"), "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: path.unlink(), "no checkpoint at"),
+    (lambda path: path.write_bytes(path.read_bytes()[:200]), "is not a readable checkpoint"),
+    (lambda path: path.write_bytes(b"not a checkpoint at all"), "is not a readable checkpoint"),
+])
+def test_missing_or_corrupted_checkpoints(tmp_path, capsys, damage, message):
+    out = tmp_path / "run"
+    train(out, "--layers", "4")
+    damage(out / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--k", "2"]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", *TINY, "--layers", "4"]) == 2
+
+
+def test_clear_errors_for_bad_settings(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(out, "--layers", "4")
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", *TINY, "--layers", "4", "--lr", "0.5"]) == 2
+    assert "these settings differ from the checkpoint's (lr: 0.001 -> 0.5)" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--data", "mnist", "--data-dir", str(tmp_path), *TINY]) == 2
+    assert f"no file in {tmp_path}" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "other"), "--data", "gaussian-2d", *TINY]) == 2
+    assert "the 'sbn' model has Bernoulli observations and needs binary data" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "other"), "--loss", "elbo", *TINY]) == 2
+    assert "--loss elbo needs reparameterizable latents, but the 'sbn' model's are discrete" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "other"), "--loss", "vimco", "--n-samples", "1", *TINY]) == 2
+    assert "VIMCOLoss needs `n_samples` >= 2" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", "--out", str(out), "--device", "cuda", *TINY]) == 2
+        assert "CUDA is not available here" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--layers", "a,b"])
+
+
+def test_module_and_console_script_entry_points(tmp_path):
+    completed = subprocess.run([sys.executable, "-m", "blackbox_vae", "train", "--out", str(tmp_path / "run"),
+                                *TINY[:2], "--steps", "3", *TINY[2:12], "--layers", "4"],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    script = Path(sys.executable).parent / "blackbox-vae"
+    if script.exists():  # installed with pip
+        assert subprocess.run([str(script), "--help"], capture_output=True, timeout=120).returncode == 0
