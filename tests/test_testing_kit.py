@@ -150,3 +150,17 @@ def test_failure_report_is_a_table():
 
 def test_strategies_are_imported_on_first_use():
     assert kit.strategies.small_discrete_models is not None
+
+
+def test_closed_form_posterior_is_bayes_rule():
+    """log p(z|x) = log p(x, z) - log p(x), at random z, for a linear Gaussian model."""
+    from blackbox_vae.testing import LinearGaussianGenModel, closed_form_log_marginal, closed_form_posterior
+
+    torch.manual_seed(3)
+    gen_model = LinearGaussianGenModel(4, 2).double()
+    data = torch.randn(5, 4, dtype=torch.float64)
+    z = torch.randn(5, 7, 2, dtype=torch.float64)
+    log_joint = gen_model(data, z).log_prob(data, z)  # [5, 7]
+    log_posterior = closed_form_posterior(gen_model, data).log_prob(z.transpose(0, 1)).T  # [5, 7]
+    torch.testing.assert_close(log_posterior, log_joint - closed_form_log_marginal(gen_model, data).unsqueeze(1))
+

@@ -21,7 +21,8 @@ __all__ = ["load_run", "evaluate", "sample"]
 def load_run(run_dir: Path, device: str = "cpu") -> tuple[Run, dict[str, Any]]:
     """The trained run in ``run_dir`` (its config and last checkpoint), on ``device``."""
     run_dir = Path(run_dir)
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=resolve_device(device))
+    resolve_device(device)  # a clear error before any work if the device is not there
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
     config = TrainConfig.from_dict(state["config"], f"{run_dir / CHECKPOINT_NAME} (its config)")
     config.device = device
     run = build_run(config)

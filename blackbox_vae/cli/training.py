@@ -130,7 +130,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     step, elapsed, metrics = 0, 0.0, []
     checkpoint_path = out / CHECKPOINT_NAME
     if resume:
-        state = load_checkpoint(checkpoint_path, map_location=run.device)
+        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves parameters and optimizer state.
+        state = load_checkpoint(checkpoint_path, map_location="cpu")
         _check_resumable(state["config"], config, checkpoint_path)
         run.loss.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])

@@ -25,6 +25,7 @@ from blackbox_vae.testing.linear_gaussian import (
     LinearGaussianInfNet,
     closed_form_elbo,
     closed_form_log_marginal,
+    closed_form_posterior,
     quadrature_gradients,
     quadrature_iwae_bound,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "LinearGaussianGenModel",
     "closed_form_elbo",
     "closed_form_log_marginal",
+    "closed_form_posterior",
     "assert_unbiased",
     "critical_value",
     "gradient_draws",

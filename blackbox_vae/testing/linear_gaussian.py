@@ -19,6 +19,7 @@ __all__ = [
     "LinearGaussianGenModel",
     "closed_form_elbo",
     "closed_form_log_marginal",
+    "closed_form_posterior",
     "quadrature_iwae_bound",
     "quadrature_gradients",
 ]
@@ -81,6 +82,16 @@ def closed_form_log_marginal(gen_model: LinearGaussianGenModel, data: Tensor) ->
     noise_var = (2 * gen_model.log_noise).exp()
     covariance = weight @ weight.T + noise_var * torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
     return MultivariateNormal(bias, covariance_matrix=covariance).log_prob(data)
+
+
+def closed_form_posterior(gen_model: LinearGaussianGenModel, data: Tensor) -> MultivariateNormal:
+    """The exact posterior p(z|x) = N(S W^T (x - b) / sigma^2, S), S = (I + W^T W / sigma^2)^-1: batch ``[batch]``."""
+    weight, bias = gen_model.linear.weight, gen_model.linear.bias  # [D, H], [D]
+    noise_var = (2 * gen_model.log_noise).exp()
+    eye = torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device)
+    covariance = torch.linalg.inv(eye + weight.T @ weight / noise_var)  # [H, H]
+    mean = (data - bias) @ (covariance @ weight.T / noise_var).T  # [batch, H]
+    return MultivariateNormal(mean, covariance_matrix=covariance.expand(data.shape[0], -1, -1))
 
 
 def quadrature_iwae_bound(inf_net: DistributionInfNet, gen_model: DistributionGenModel, data: Tensor,

@@ -27,7 +27,7 @@ from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.models import CategoricalGenModel, CategoricalInfNet, SBNGenModel, SBNInfNet
 from blackbox_vae.testing.enumeration import bernoulli_configurations, configurations_for
-from blackbox_vae.testing.linear_gaussian import LinearGaussianGenModel, LinearGaussianInfNet
+from blackbox_vae.testing.linear_gaussian import LinearGaussianGenModel, LinearGaussianInfNet, closed_form_posterior
 
 __all__ = [
     "DiscreteModel",
@@ -177,13 +177,14 @@ def small_linear_gaussian_models(draw, max_data_dim: int = 4, max_latent_dim: in
     with torch.no_grad():
         for parameter in gen_model.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.7)
-        weight, bias = gen_model.linear.weight, gen_model.linear.bias  # [D, H], [D]
-        noise_var = (2 * gen_model.log_noise).exp()
-        posterior_cov = torch.linalg.inv(torch.eye(latent_dim) + weight.T @ weight / noise_var)  # [H, H]
-        gain = posterior_cov @ weight.T / noise_var  # [H, D]: posterior mean = gain (x - b)
+        # The posterior's mean is affine in x: read its slope and intercept off two evaluations.
+        probe = torch.cat([torch.zeros(1, data_dim), torch.eye(data_dim)])  # [1 + D, D]
+        posterior = closed_form_posterior(gen_model, probe)
+        intercept = posterior.mean[0]  # [H]
+        gain = (posterior.mean[1:] - intercept).T  # [H, D]
         inf_net.linear.weight.copy_(gain + perturbation * torch.randn(gain.shape, generator=generator))
-        inf_net.linear.bias.copy_(-gain @ bias + perturbation * torch.randn(latent_dim, generator=generator))
-        inf_net.log_scale.copy_(0.5 * posterior_cov.diagonal().log()
+        inf_net.linear.bias.copy_(intercept + perturbation * torch.randn(latent_dim, generator=generator))
+        inf_net.log_scale.copy_(0.5 * posterior.covariance_matrix[0].diagonal().log()
                                 + perturbation * torch.randn(latent_dim, generator=generator))
     batch = draw(st.integers(1, max_batch))
     data = torch.randn(batch, data_dim, generator=generator, dtype=dtype) * 1.5
