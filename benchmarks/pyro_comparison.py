@@ -1,0 +1,306 @@
+"""The same models three ways: blackbox_vae, Pyro, and hand-written PyTorch. Median time per gradient step.
+
+Run:
+    python benchmarks/pyro_comparison.py [--device cuda] [--repeats 30] [--quick] [--out benchmarks/results/pyro_comparison]
+
+Models (batch 64, binary data):
+- SBN 784-200 and the small 100-20 model: score function (ours ScoreFunctionLoss without baseline vs
+  Pyro TraceGraph_ELBO vs hand-written REINFORCE) and RWS (ours RWSLoss wake-phi vs Pyro
+  ReweightedWakeSleep(insomnia=1) vs hand-written), with ours on DeepSBNInfNet/DeepSBNGenModel.
+- the same 784-200 (and 100-20) architecture with Gaussian latents: reparameterized ELBO (ours ELBOLoss vs
+  Pyro Trace_ELBO vs hand-written) and the importance-weighted bound (ours IWAELoss vs Pyro
+  RenyiELBO(alpha=0) vs hand-written), ours on GaussianMLPInfNet/GaussianMLPGenModel.
+- VIMCO (which Pyro lacks): ours (O(K) leave-one-out) vs a hand-written VIMCO with the usual K x K
+  leave-one-out matrix, K in {2, 10, 50, 200, 1000}.
+
+All Pyro ELBOs vectorize particles (``vectorize_particles=True``); validation is off in all three
+(``pyro.enable_validation(False)``, ``validate=False``, ``validate_args=False``). Each cell is the median
+of ``--repeats`` steps (forward and backward), the implementations interleaved step by step after
+warm-up, in one process. Results go to ``--out`` as Markdown and JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import pyro
+import pyro.distributions as pdist
+import torch
+from pyro.infer import ReweightedWakeSleep, RenyiELBO, Trace_ELBO, TraceGraph_ELBO
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn.functional import binary_cross_entropy_with_logits, softplus
+
+from blackbox_vae import ELBOLoss, IWAELoss, RWSLoss, ScoreFunctionLoss, VIMCOLoss
+from blackbox_vae.models import DeepSBNGenModel, DeepSBNInfNet, GaussianMLPGenModel, GaussianMLPInfNet
+
+
+def bce_log_prob(logits, value):
+    logits, value = torch.broadcast_tensors(logits, value)
+    return -binary_cross_entropy_with_logits(logits, value, reduction="none").sum(-1)
+
+
+# ----------------------------------------------------------------------------------------- Pyro programs
+class SBNGuide(PyroModule):
+    def __init__(self, q: DeepSBNInfNet):
+        super().__init__()
+        self.q_layer = q.conditionals[0]
+
+    def forward(self, x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", pdist.Bernoulli(logits=self.q_layer(x), validate_args=False).to_event(1))
+
+
+class SBNModel(PyroModule):
+    def __init__(self, p: DeepSBNGenModel):
+        super().__init__()
+        self.p_prior, self.p_layer = p.prior_logits, p.conditionals[0]
+
+    def forward(self, x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", pdist.Bernoulli(logits=self.p_prior, validate_args=False)
+                            .expand([x.shape[0], self.p_prior.shape[0]]).to_event(1))
+            pyro.sample("x", pdist.Bernoulli(logits=self.p_layer(z), validate_args=False).to_event(1), obs=x)
+
+
+class GaussianGuide(PyroModule):
+    def __init__(self, q: GaussianMLPInfNet):
+        super().__init__()
+        self.q_net = q.encoder
+
+    def forward(self, x):
+        loc, raw = self.q_net(x).chunk(2, -1)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", pdist.Normal(loc, softplus(raw) + 1e-4, validate_args=False).to_event(1))
+
+
+class GaussianModel(PyroModule):
+    def __init__(self, p: GaussianMLPGenModel):
+        super().__init__()
+        self.p_net = p.decoder
+        self.latent_dim = p.prior_loc.shape[0]
+
+    def forward(self, x):
+        with pyro.plate("data", x.shape[0]):
+            zeros = x.new_zeros(self.latent_dim)
+            z = pyro.sample("z", pdist.Normal(zeros, 1.0, validate_args=False).to_event(1))
+            pyro.sample("x", pdist.Bernoulli(logits=self.p_net(z), validate_args=False).to_event(1), obs=x)
+
+
+def pyro_step(elbo, model, guide):
+    return lambda x: elbo.loss_and_grads(model, guide, x)
+
+
+# ---------------------------------------------------------------------------------- hand-written steps
+def hand_sbn(q: DeepSBNInfNet, p: DeepSBNGenModel, k: int, estimator: str):
+    encoder, decoder, prior = q.conditionals[0], p.conditionals[0], p.prior_logits
+
+    def step(x):
+        logits_q = encoder(x).unsqueeze(1)  # [B, 1, H]
+        z = torch.bernoulli(torch.sigmoid(logits_q.detach()).expand(-1, k, -1))  # [B, K, H]
+        log_q = bce_log_prob(logits_q, z)  # [B, K]
+        log_p = bce_log_prob(prior, z) + bce_log_prob(decoder(z), x.unsqueeze(1))  # [B, K]
+        log_w = (log_p - log_q).detach()
+        if estimator == "score function":
+            surrogate = log_p + log_w * log_q
+            (-surrogate.mean()).backward()
+        else:  # rws, wake-phi
+            weights = torch.softmax(log_w, dim=1)
+            (-(weights * (log_p + log_q)).sum(1).mean()).backward()
+    return step
+
+
+def hand_vimco_quadratic(q: DeepSBNInfNet, p: DeepSBNGenModel, k: int):
+    """The usual hand-written VIMCO: the leave-one-out bounds from a K x K masked matrix (O(K^2))."""
+    encoder, decoder, prior = q.conditionals[0], p.conditionals[0], p.prior_logits
+    mask = None
+
+    def step(x):
+        nonlocal mask
+        logits_q = encoder(x).unsqueeze(1)
+        z = torch.bernoulli(torch.sigmoid(logits_q.detach()).expand(-1, k, -1))
+        log_q = bce_log_prob(logits_q, z)
+        log_p = bce_log_prob(prior, z) + bce_log_prob(decoder(z), x.unsqueeze(1))
+        log_w = log_p - log_q
+        bound = torch.logsumexp(log_w, 1) - math.log(k)
+        w = log_w.detach()
+        if mask is None or mask.device != w.device:
+            mask = torch.eye(k, dtype=torch.bool, device=w.device)
+        geometric = (w.sum(1, keepdim=True) - w) / (k - 1)  # [B, K]
+        replaced = w.unsqueeze(1).expand(-1, k, -1).masked_scatter(
+            mask.expand(w.shape[0], -1, -1), geometric)  # [B, K, K]: row k has w_k replaced
+        without = torch.logsumexp(replaced, 2) - math.log(k)
+        (-(bound + ((bound.detach().unsqueeze(1) - without) * log_q).sum(1)).mean()).backward()
+    return step
+
+
+def hand_gaussian(q: GaussianMLPInfNet, p: GaussianMLPGenModel, k: int, estimator: str):
+    encoder, decoder = q.encoder, p.decoder
+    log_2pi = math.log(2 * math.pi)
+
+    def step(x):
+        loc, raw = encoder(x).chunk(2, -1)
+        scale = softplus(raw) + 1e-4  # [B, H]
+        eps = torch.randn(x.shape[0], k, loc.shape[-1], device=x.device)
+        z = loc.unsqueeze(1) + scale.unsqueeze(1) * eps  # [B, K, H]
+        log_q = (-0.5 * eps.pow(2) - scale.log().unsqueeze(1) - 0.5 * log_2pi).sum(-1)
+        log_p = (-0.5 * z.pow(2) - 0.5 * log_2pi).sum(-1) + bce_log_prob(decoder(z), x.unsqueeze(1))
+        log_w = log_p - log_q
+        objective = log_w.mean(1) if estimator == "elbo" else torch.logsumexp(log_w, 1) - math.log(k)
+        (-objective.mean()).backward()
+    return step
+
+
+def ours_step(loss):
+    return lambda x: loss(x).backward()
+
+
+# ------------------------------------------------------------------------------------------- timing
+def time_interleaved(steps: dict, data, params, repeats: int, device) -> dict:
+    def one(step):
+        for parameter in params:
+            parameter.grad = None
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step(data)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for step in steps.values():
+        for _ in range(3):
+            one(step)
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(one(step))
+    result = {name: statistics.median(t) for name, t in times.items()}
+    if device.type == "cuda":
+        for name, step in steps.items():
+            torch.cuda.reset_peak_memory_stats(device)
+            one(step)
+            result[f"{name} peak MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return result
+
+
+def sbn_cells(data_dim, latent_dim, ks, batch, repeats, device):
+    rows = []
+    x = torch.bernoulli(torch.full((batch, data_dim), 0.13, device=device))
+    for k in ks:
+        torch.manual_seed(0)
+        q, p = DeepSBNInfNet(data_dim, [latent_dim]).to(device), DeepSBNGenModel(data_dim, [latent_dim]).to(device)
+        guide, model = SBNGuide(q), SBNModel(p)
+        params = list(q.parameters()) + list(p.parameters())
+        pairs = {
+            "score function vs TraceGraph_ELBO": (
+                ScoreFunctionLoss(q, p, k, validate=False),
+                TraceGraph_ELBO(num_particles=k, vectorize_particles=True, max_plate_nesting=1),
+                hand_sbn(q, p, k, "score function")),
+            "RWS vs ReweightedWakeSleep": (
+                RWSLoss(q, p, max(k, 2), phi_update="wake", validate=False),
+                ReweightedWakeSleep(num_particles=max(k, 2), insomnia=1.0, vectorize_particles=True,
+                                    max_plate_nesting=1),
+                hand_sbn(q, p, max(k, 2), "rws")),
+        }
+        for pair, (ours, elbo, hand) in pairs.items():
+            kk = ours.n_samples
+            result = time_interleaved({"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide),
+                                       "hand": hand}, x, params, repeats, device)
+            rows.append({"model": f"SBN {data_dim}-{latent_dim}", "pair": pair, "K": kk, **result})
+    return rows
+
+
+def gaussian_cells(data_dim, latent_dim, ks, batch, repeats, device):
+    rows = []
+    x = torch.bernoulli(torch.full((batch, data_dim), 0.13, device=device))
+    for k in ks:
+        torch.manual_seed(0)
+        q = GaussianMLPInfNet(data_dim, latent_dim, hidden=()).to(device)
+        p = GaussianMLPGenModel(data_dim, latent_dim, hidden=(), likelihood="bernoulli").to(device)
+        guide, model = GaussianGuide(q), GaussianModel(p)
+        params = list(q.parameters()) + list(p.parameters())
+        pairs = {
+            "ELBO vs Trace_ELBO": (ELBOLoss(q, p, k, validate=False),
+                                   Trace_ELBO(num_particles=k, vectorize_particles=True, max_plate_nesting=1),
+                                   hand_gaussian(q, p, k, "elbo")),
+            "IWAE vs RenyiELBO(alpha=0)": (IWAELoss(q, p, k, validate=False),
+                                           RenyiELBO(alpha=0, num_particles=k, vectorize_particles=True,
+                                                     max_plate_nesting=1),
+                                           hand_gaussian(q, p, k, "iwae")),
+        }
+        for pair, (ours, elbo, hand) in pairs.items():
+            result = time_interleaved({"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide),
+                                       "hand": hand}, x, params, repeats, device)
+            rows.append({"model": f"Gaussian {data_dim}-{latent_dim}", "pair": pair, "K": k, **result})
+    return rows
+
+
+def vimco_cells(ks, batch, repeats, device):
+    rows = []
+    x = torch.bernoulli(torch.full((batch, 784), 0.13, device=device))
+    for k in ks:
+        torch.manual_seed(0)
+        q, p = DeepSBNInfNet(784, [200]).to(device), DeepSBNGenModel(784, [200]).to(device)
+        params = list(q.parameters()) + list(p.parameters())
+        result = time_interleaved({"ours": ours_step(VIMCOLoss(q, p, k, validate=False)),
+                                   "hand": hand_vimco_quadratic(q, p, k)}, x, params,
+                                  max(3, repeats // (1 + k // 100)), device)
+        rows.append({"model": "SBN 784-200", "pair": "VIMCO vs hand-written (K x K)", "K": k, **result})
+    return rows
+
+
+def markdown(rows, device) -> str:
+    memory = device.type == "cuda"
+    header = "| model | estimators (ours vs Pyro) | K | ours ms | Pyro ms | hand-written ms | Pyro / ours | ours / hand |"
+    lines = [header + (" ours peak MiB | Pyro peak MiB |" if memory else ""),
+             "|" + " --- |" * (header.count("|") - 1 + (2 if memory else 0))]
+    for row in rows:
+        pyro_ms = row.get("pyro")
+        cells = [row["model"], row["pair"], str(row["K"]), f"{row['ours'] * 1e3:.3f}",
+                 f"{pyro_ms * 1e3:.3f}" if pyro_ms else "—", f"{row['hand'] * 1e3:.3f}",
+                 f"{pyro_ms / row['ours']:.2f}x" if pyro_ms else "—", f"{row['ours'] / row['hand']:.3f}"]
+        if memory:
+            cells += [f"{row.get('ours peak MiB', float('nan')):.1f}", f"{row.get('pyro peak MiB', float('nan')):.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="fewer cells (K in {1, 5}; VIMCO K up to 200)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pyro_comparison"))
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    pyro.enable_validation(False)
+    torch.distributions.Distribution.set_default_validate_args(False)
+    ks = (1, 5) if args.quick else (1, 5, 50)
+    rows = []
+    rows += sbn_cells(784, 200, ks, args.batch_size, args.repeats, device)
+    rows += gaussian_cells(784, 200, ks, args.batch_size, args.repeats, device)
+    rows += sbn_cells(100, 20, (2, 5), args.batch_size, args.repeats, device)
+    rows += gaussian_cells(100, 20, (2, 5), args.batch_size, args.repeats, device)
+    rows += vimco_cells((2, 10, 50, 200) if args.quick else (2, 10, 50, 200, 1000), args.batch_size, args.repeats,
+                        device)
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}"
+               + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    setup = (f"torch {torch.__version__}, pyro {pyro.__version__}, {machine}; batch {args.batch_size}; "
+             f"median of {args.repeats} interleaved steps")
+    text = f"{setup}\n\n{markdown(rows, device)}\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
