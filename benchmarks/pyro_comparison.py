@@ -84,7 +84,7 @@ class GaussianModel(PyroModule):
     def __init__(self, p: GaussianMLPGenModel):
         super().__init__()
         self.p_net = p.decoder
-        self.latent_dim = p.prior_loc.shape[0]
+        self.latent_dim = p.latent_dim
 
     def forward(self, x):
         with pyro.plate("data", x.shape[0]):

@@ -118,7 +118,8 @@ class DistributionGenModel(GenModel):
         """p(x|z) for latents ``[*lead, *latent_shape]``: shape ``[*lead, *data_shape]``."""
 
     def forward(self, data: Tensor, latents: Tensor) -> "DistributionGenModel":
-        self.params_ = check_distribution(self.likelihood(latents), f"{type(self).__name__}.likelihood")
+        likelihood = check_distribution(self.likelihood(latents), f"{type(self).__name__}.likelihood")
+        object.__setattr__(self, "params_", likelihood)  # bypasses nn.Module.__setattr__: a hot path
         return self
 
     def log_prob(self, data: Tensor, latents: Tensor) -> Tensor:

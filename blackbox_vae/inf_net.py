@@ -147,7 +147,7 @@ class DistributionInfNet(InfNet):
                 f"{tuple(dist.batch_shape)}; expected it to start with the batch size {batch} "
                 f"(data has shape {tuple(data.shape)})."
             )
-        self.params_ = dist
+        object.__setattr__(self, "params_", dist)  # bypasses nn.Module.__setattr__: a hot path
         return self
 
     @property

@@ -127,6 +127,9 @@ def test_closed_form_elbo_matches_enumeration_free_monte_carlo():
 class SelfIncludingBaselineLoss(ScoreFunctionLoss):
     """A deliberately wrong estimator: each sample's baseline includes its own signal (biased)."""
 
+    def __init__(self, inf_net, gen_model, n_samples):
+        super().__init__(inf_net, gen_model, n_samples, baseline="mean")  # so that _baseline is consulted
+
     def _baseline(self, learning_signal):
         return learning_signal.mean(dim=1, keepdim=True)
 

@@ -37,7 +37,7 @@ def test_configurations_for_reads_the_distribution():
     assert configurations_for(SBNInfNet(6, 3), DATA).shape == (8, 3)
     assert configurations_for(CategoricalInfNet(6, 2, 3, hidden=()), DATA).shape == (9, 2, 3)
     with pytest.raises(TypeError, match="cannot enumerate a Normal"):
-        configurations_for(GaussianMLPInfNet(6, 2), DATA)
+        configurations_for(kit.LinearGaussianInfNet(6, 2), DATA)
 
 
 def test_too_large_latent_spaces_name_their_size():

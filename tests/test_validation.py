@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from blackbox_vae import ELBOLoss, ScoreFunctionLoss
+from blackbox_vae import DistributionInfNet, ELBOLoss, ScoreFunctionLoss
 from blackbox_vae.models import GaussianMLPGenModel, GaussianMLPInfNet, SBNGenModel, SBNInfNet
 from direct_models import TwoLayerSBNGenModel, TwoLayerSBNInfNet
 
@@ -119,24 +119,33 @@ def test_bad_data(data, error, message):
         ScoreFunctionLoss(SBNInfNet(6, 3), SBNGenModel(6, 3))(data)
 
 
+class NormalInfNet(DistributionInfNet):
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Linear(3, 2)
+
+    def distribution(self, data):
+        return torch.distributions.Normal(self.encoder(data), 1.0)
+
+
 def test_distribution_with_the_wrong_batch_size():
-    class Broken(GaussianMLPInfNet):
+    class Broken(NormalInfNet):
         def distribution(self, data):
             return super().distribution(data[:1])
 
     with pytest.raises(ValueError, match=r"Broken.distribution` returned a Normal with batch_shape \(1, 2\); "
                                          r"expected it to start with the batch size 4"):
-        ELBOLoss(Broken(3, 2), GaussianMLPGenModel(3, 2))(torch.randn(4, 3))
+        ELBOLoss(Broken(), GaussianMLPGenModel(3, 2))(torch.randn(4, 3))
 
 
 def test_distribution_path_rejects_a_non_distribution():
-    class NotADistribution(GaussianMLPInfNet):
+    class NotADistribution(NormalInfNet):
         def distribution(self, data):
             return self.encoder(data)
 
     with pytest.raises(TypeError, match=r"NotADistribution.distribution` must return a "
                                         r"torch.distributions.Distribution .*; got Tensor"):
-        NotADistribution(3, 2)(torch.randn(4, 3))
+        NotADistribution()(torch.randn(4, 3))
 
 
 def test_latents_of_the_wrong_shape_for_log_prob():

@@ -31,6 +31,9 @@ def check_data(data: object, owner: str) -> Tensor:
 
 def check_latents(latents: Latents, batch: int, n_samples: int, where: str) -> None:
     """Raises unless every tensor in ``latents`` has leading dimensions ``[batch, n_samples]``."""
+    if isinstance(latents, Tensor) and latents.dim() >= 2 and latents.shape[0] == batch \
+            and latents.shape[1] == n_samples:
+        return  # the common case, without building paths for messages
     for path, leaf in latent_leaves(latents):
         if leaf.dim() < 2 or tuple(leaf.shape[:2]) != (batch, n_samples):
             raise ValueError(

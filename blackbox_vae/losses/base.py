@@ -142,6 +142,12 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         self.log_p_ = log_p.detach()
         return latents, log_q, log_p
 
+    def _keep(self, log_q: Tensor, log_p: Tensor) -> None:
+        """Stores the last batch's log-probabilities, detached (bypassing nn.Module.__setattr__: a hot path,
+        and the values are plain tensors)."""
+        object.__setattr__(self, "log_q_", log_q.detach())
+        object.__setattr__(self, "log_p_", log_p.detach())
+
     def _score(self, data: Tensor, latents: Latents) -> Tensor:
         """log p(x, z) ``[batch, K]`` for latents with leading ``[batch, K]``."""
         log_p = self.gen_model(data, latents).log_prob(data, latents)
@@ -155,7 +161,12 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         return log_prob
 
     def _check_device(self, data: Tensor) -> None:
-        param = next(self.parameters(), None)
+        # One parameter stands for all (the models move together); remembered, since walking parameters()
+        # on every call costs more than the check. .to() keeps Parameter objects, so its device stays current.
+        param = self.__dict__.get("_device_reference")
+        if param is None:
+            param = next(self.parameters(), None)
+            object.__setattr__(self, "_device_reference", param)
         if param is not None and param.device != data.device:
             raise ValueError(
                 f"{type(self).__name__}: `data` is on {data.device} but the models' parameters are on "

@@ -93,7 +93,7 @@ class IWAELoss(Loss):
         log_q = self._checked(inf_net.log_prob(at_sample), batch, self.n_samples,
                               f"{type(self.inf_net).__name__}.log_prob")
         log_p = self._score(data, at_sample)
-        self.log_q_, self.log_p_ = log_q.detach(), log_p.detach()
+        self._keep(log_q, log_p)
         log_weights = log_p - log_q  # [batch, K]
         normalized = torch.softmax(log_weights.detach(), dim=1)  # [batch, K]
         coefficient = normalized if self.gradient == "stl" else normalized.pow(2)

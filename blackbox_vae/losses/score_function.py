@@ -91,8 +91,8 @@ class ScoreFunctionLoss(Loss):
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         _, log_q, log_p = self._draw(data)
         learning_signal = (log_p - log_q).detach()  # [batch, K]
-        baseline = self._baseline(learning_signal)  # broadcasts to [batch, K]
-        surrogate = log_p + (learning_signal - baseline) * log_q  # [batch, K]
+        advantage = learning_signal if self.baseline is None else learning_signal - self._baseline(learning_signal)
+        surrogate = log_p + advantage * log_q  # [batch, K]
         self._update_average(learning_signal)
         elbo = learning_signal.mean(dim=1)  # [batch]
         return elbo, -surrogate.mean()

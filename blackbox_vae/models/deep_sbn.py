@@ -57,7 +57,7 @@ class DeepSBNInfNet(InfNet):
         self.conditionals = nn.ModuleList(mlp(a, hidden, b) for a, b in zip(widths[:-1], widths[1:]))
 
     def forward(self, data: Tensor) -> "DeepSBNInfNet":
-        self.params_ = self.conditionals[0](data)  # [batch, H_1] logits of q(z_1|x)
+        object.__setattr__(self, "params_", self.conditionals[0](data))  # [batch, H_1] logits of q(z_1|x)
         return self
 
     def _logits_above(self, layer: int, below: Tensor) -> Tensor:
@@ -120,7 +120,8 @@ class DeepSBNGenModel(GenModel):
 
     def forward(self, data: Tensor, latents: tuple[Tensor, ...]) -> "DeepSBNGenModel":
         # logits of p(x|z_1), p(z_1|z_2), ..., p(z_{L-1}|z_L)
-        self.params_ = tuple(conditional(z) for conditional, z in zip(self.conditionals, latents))
+        logits = tuple(conditional(z) for conditional, z in zip(self.conditionals, latents))
+        object.__setattr__(self, "params_", logits)  # bypasses nn.Module.__setattr__: a hot path
         return self
 
     def log_prob(self, data: Tensor, latents: tuple[Tensor, ...]) -> Tensor:

@@ -1,47 +1,93 @@
-"""A Gaussian MLP VAE: Gaussian latents, Gaussian or Bernoulli observations."""
+"""A Gaussian MLP VAE: Gaussian latents, Gaussian or Bernoulli observations.
+
+Written directly against InfNet/GenModel with closed-form log-densities (no distribution objects on the
+hot path), so that a training step costs what the same math written by hand costs.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Normal
-from torch.nn.functional import softplus
+from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
-from blackbox_vae.gen_model import DistributionGenModel
-from blackbox_vae.inf_net import DistributionInfNet
+from blackbox_vae.gen_model import GenModel
+from blackbox_vae.inf_net import InfNet
 from blackbox_vae.models._mlp import mlp
 
 __all__ = ["GaussianMLPInfNet", "GaussianMLPGenModel"]
 
 # Keeps scales away from zero so that log-densities stay finite.
 _MIN_SCALE = 1e-4
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-class GaussianMLPInfNet(DistributionInfNet):
-    """q(z|x) = N(z; mu(x), diag(sigma(x)^2)), one MLP emitting both.
+def _normal_log_prob(standardized: Tensor, log_scale_sum: Tensor | float) -> Tensor:
+    """sum over the last dimension of log N(x; loc, scale), from (x - loc) / scale and sum(log scale)."""
+    return -0.5 * standardized.pow(2).sum(-1) - log_scale_sum - standardized.shape[-1] * _HALF_LOG_2PI
 
-    Reparameterizable, so it serves ``ELBOLoss`` as well as the score-function losses.
+
+class GaussianMLPInfNet(InfNet):
+    """q(z|x) = N(z; mu(x), diag(sigma(x)^2)), one MLP emitting both (sigma through a softplus).
+
+    Reparameterizable, so it serves ``ELBOLoss``/``IWAELoss`` as well as the score-function losses.
 
     Args:
         data_dim: D.
         latent_dim: H.
         hidden: hidden-layer widths of the MLP.
 
-    Shapes: data ``[batch, D]``, latents ``[batch, n_samples, H]``.
+    Shapes: data ``[batch, D]``, latents ``[batch, n_samples, H]``. After :meth:`forward`,
+    ``params_`` is ``(loc, scale)``, each ``[batch, H]``.
     """
 
     def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (200, 200)):
         super().__init__()
+        self.latent_dim = latent_dim
         self.encoder = mlp(data_dim, hidden, 2 * latent_dim)
 
-    def distribution(self, data: Tensor) -> Normal:
+    def forward(self, data: Tensor) -> "GaussianMLPInfNet":
         loc, raw_scale = self.encoder(data).chunk(2, dim=-1)  # [batch, H] each
-        return Normal(loc, softplus(raw_scale) + _MIN_SCALE, validate_args=False)
+        object.__setattr__(self, "params_", (loc, softplus(raw_scale) + _MIN_SCALE))  # a hot path: no Module setattr
+        return self
+
+    def _loc_scale(self) -> tuple[Tensor, Tensor]:
+        if self.params_ is None:
+            raise RuntimeError(f"Call `{type(self).__name__}(data)` (its forward) before sampling or scoring.")
+        return self.params_
+
+    def rsample(self, n_samples: int = 1) -> Tensor:
+        """z = loc + scale * eps: ``[batch, n_samples, H]``, differentiable in the parameters."""
+        loc, scale = self._loc_scale()
+        noise = torch.randn(loc.shape[0], n_samples, loc.shape[1], dtype=loc.dtype, device=loc.device)
+        return loc.unsqueeze(1) + scale.unsqueeze(1) * noise
+
+    def sample(self, n_samples: int = 1) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(n_samples)
+
+    def log_prob(self, latents: Tensor) -> Tensor:
+        """log q(z|x): ``[batch, n_samples]``."""
+        loc, scale = self._loc_scale()
+        if latents.dim() != 3 or latents.shape[0] != loc.shape[0] or latents.shape[2] != loc.shape[1]:
+            raise ValueError(f"`{type(self).__name__}.log_prob` got latents of shape {tuple(latents.shape)}; expected "
+                             f"[batch, n_samples, latent_dim] = ({loc.shape[0]}, n_samples, {loc.shape[1]}).")
+        standardized = (latents - loc.unsqueeze(1)) / scale.unsqueeze(1)  # [batch, K, H]
+        return _normal_log_prob(standardized, scale.log().sum(-1, keepdim=True))
+
+    def sample_and_log_prob(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
+        """Fused: the standardized value of a fresh sample is its noise."""
+        loc, scale = self._loc_scale()
+        with torch.no_grad():
+            noise = torch.randn(loc.shape[0], n_samples, loc.shape[1], dtype=loc.dtype, device=loc.device)
+            latents = loc.unsqueeze(1) + scale.unsqueeze(1) * noise
+        # scored as a fixed value: the score-function path differentiates log q in the parameters only
+        return latents, self.log_prob(latents)
 
 
-class GaussianMLPGenModel(DistributionGenModel):
+class GaussianMLPGenModel(GenModel):
     """p(z) = N(0, I), p(x|z) = N(x; mu(z), diag(sigma^2)) or Bernoulli(x; sigmoid(f(z))).
 
     Args:
@@ -50,32 +96,46 @@ class GaussianMLPGenModel(DistributionGenModel):
         hidden: hidden-layer widths of the decoder MLP.
         likelihood: ``"gaussian"`` (a learned per-dimension scale) or ``"bernoulli"``.
 
-    Shapes: data ``[batch, D]``, latents ``[batch, n_samples, H]``.
+    Shapes: data ``[batch, D]``, latents ``[batch, n_samples, H]``. After :meth:`forward`, ``params_``
+    holds the decoder's output ``[batch, n_samples, D]`` (means, or logits).
     """
 
-    def __init__(
-        self,
-        data_dim: int,
-        latent_dim: int,
-        hidden: Sequence[int] = (200, 200),
-        likelihood: Literal["gaussian", "bernoulli"] = "gaussian",
-    ):
+    def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (200, 200),
+                 likelihood: Literal["gaussian", "bernoulli"] = "gaussian"):
         super().__init__()
         if likelihood not in ("gaussian", "bernoulli"):
             raise ValueError(f"GaussianMLPGenModel: `likelihood` must be 'gaussian' or 'bernoulli'; got {likelihood!r}.")
         self.likelihood_kind = likelihood
+        self.latent_dim = latent_dim
         self.decoder = mlp(latent_dim, hidden, data_dim)
         if likelihood == "gaussian":
             self.raw_scale = nn.Parameter(torch.zeros(data_dim))
-        # Buffers, so the prior follows .to(device) and .double().
-        self.register_buffer("prior_loc", torch.zeros(latent_dim))
-        self.register_buffer("prior_scale", torch.ones(latent_dim))
 
-    def prior(self) -> Normal:
-        return Normal(self.prior_loc, self.prior_scale, validate_args=False)  # batch_shape [H]
+    def forward(self, data: Tensor, latents: Tensor) -> "GaussianMLPGenModel":
+        object.__setattr__(self, "params_", self.decoder(latents))  # [batch, K, D]; a hot path: no Module setattr
+        return self
 
-    def likelihood(self, latents: Tensor) -> Distribution:
-        out = self.decoder(latents)  # [*lead, D]
+    def log_prob(self, data: Tensor, latents: Tensor) -> Tensor:
+        """log p(z) + log p(x|z): ``[batch, n_samples]``."""
+        log_prior = _normal_log_prob(latents, 0.0)  # [batch, K]
+        out = self.params_  # [batch, K, D]
+        target = data.unsqueeze(1).expand_as(out)
         if self.likelihood_kind == "bernoulli":
-            return Bernoulli(logits=out, validate_args=False)
-        return Normal(out, softplus(self.raw_scale) + _MIN_SCALE, validate_args=False)
+            return log_prior - binary_cross_entropy_with_logits(out, target, reduction="none").sum(-1)
+        scale = softplus(self.raw_scale) + _MIN_SCALE  # [D]
+        return log_prior + _normal_log_prob((target - out) / scale, scale.log().sum())
+
+    def likelihood_mean(self, latents: Tensor) -> Tensor:
+        """E[x | z]: ``[*lead, D]``."""
+        out = self.decoder(latents)
+        return torch.sigmoid(out) if self.likelihood_kind == "bernoulli" else out
+
+    def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
+        """(x [n_samples, D], z [n_samples, H])."""
+        with torch.no_grad():
+            reference = self.decoder[0].weight
+            latents = torch.randn(n_samples, self.latent_dim, dtype=reference.dtype, device=reference.device)
+            out = self.decoder(latents)
+            if self.likelihood_kind == "bernoulli":
+                return torch.bernoulli(torch.sigmoid(out)), latents
+            return out + (softplus(self.raw_scale) + _MIN_SCALE) * torch.randn_like(out), latents
