@@ -34,7 +34,6 @@ import pyro.distributions as pdist
 import torch
 from pyro.infer import ReweightedWakeSleep, RenyiELBO, Trace_ELBO, TraceGraph_ELBO
 from pyro.nn import PyroModule
-from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from blackbox_vae import ELBOLoss, IWAELoss, RWSLoss, ScoreFunctionLoss, VIMCOLoss
