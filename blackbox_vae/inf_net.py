@@ -99,6 +99,20 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
         latents = self.sample(n_samples)
         return latents, self.log_prob(latents)
 
+    def rsample_and_log_prob(self, n_samples: int = 1, **options: Any) -> tuple[Latents, Tensor]:
+        """Optional fused hook: ``(latents, log q)`` for ``n_samples`` reparameterized samples.
+
+        Both carry the gradient path (log q is differentiated through the
+        sample and the parameters). The default calls :meth:`rsample` with
+        ``options`` then :meth:`log_prob`; override it when the two share work
+        (a Gaussian's standardized sample is its noise).
+
+        Returns:
+            latents with leading ``[batch, n_samples]`` and log q ``[batch, n_samples]``.
+        """
+        latents = self.rsample(n_samples, **options)
+        return latents, self.log_prob(latents)
+
     @property
     def has_rsample(self) -> bool:
         """Whether this class implements :meth:`rsample`."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import blackbox_vae.losses
-from blackbox_vae import IWAELoss, Loss
+from blackbox_vae import IWAELoss, Loss, RWSLoss, VIMCOLoss
 from blackbox_vae.testing import bernoulli_configurations, exact_log_marginal
 from loss_examples import EXAMPLES, LATENT_DIM, teacher_data
 
@@ -35,6 +35,26 @@ def test_one_call(example, device):
     loss(data)
     assert len(loss.loss_history_) == 2
     assert loss.log_p_.shape == loss.log_q_.shape == (16, loss.n_samples)
+
+
+IMPORTANCE_WEIGHTED = (IWAELoss, RWSLoss, VIMCOLoss)  # report log (1/K) sum_k w_k; the others the ELBO
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
+def test_history_is_the_negative_bound_of_each_call(example):
+    """Each entry, reduced off the hot path (also for a smaller last batch), is the bound of its own call."""
+    data, _ = teacher_data(16)
+    loss = example.make()
+    expected = []
+    for batch in (data, data[:5], data):
+        loss(batch)
+        log_weights = (loss.log_p_ - loss.log_q_).double()
+        if isinstance(loss, IMPORTANCE_WEIGHTED):
+            bound = torch.logsumexp(log_weights, 1) - torch.log(torch.tensor(float(loss.n_samples)))
+        else:
+            bound = log_weights.mean(1)
+        expected.append(-bound.mean().item())
+    assert loss.loss_history_ == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)

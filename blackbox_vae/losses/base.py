@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -57,9 +58,18 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
     min_samples_reason: ClassVar[str] = ""
     #: Whether the estimator differentiates through ``inf_net.rsample``.
     needs_rsample: ClassVar[bool] = False
+    #: What ``_estimate`` returns as its first value: ``"bound"`` (the per-datum bound ``[batch]``, or
+    #: per-sample terms ``[batch, K]`` that average to it) or ``"log-weights"`` (``log p - log q``
+    #: ``[batch, K]``, whose log-mean-exp over K is the bound). Either way it is reduced off the hot path.
+    recorded: ClassVar[str] = "bound"
 
     log_p_: Tensor | None
     log_q_: Tensor | None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.recorded not in ("bound", "log-weights"):
+            raise TypeError(f"{cls.__name__}.recorded must be 'bound' or 'log-weights'; got {cls.recorded!r}.")
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, *, validate: bool = True):
         super().__init__()
@@ -95,7 +105,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         data = check_data(data, type(self).__name__)
         self._check_device(data)
         bound, surrogate_loss = self._estimate(data)
-        self._record(-bound.detach().mean())
+        self._record(bound.detach())
         return surrogate_loss
 
     @property
@@ -106,7 +116,14 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns ``(bound [batch], surrogate_loss [])`` for one batch."""
+        """Returns ``(bound, surrogate_loss [])`` for one batch.
+
+        ``bound`` is what :attr:`recorded` names: the per-datum bound
+        ``[batch]``, per-sample terms ``[batch, K]`` whose mean is the batch's
+        bound (the ELBO's learning signals), or the log-weights ``[batch, K]``
+        of an importance-weighted bound. It is detached and reduced to the
+        history's number later, in one batch with other steps.
+        """
 
     # ------------------------------------------------------- model driving
     def _draw(self, data: Tensor, reparameterized: bool = False, **rsample_options: Any) -> tuple[Latents, Tensor, Tensor]:
@@ -124,9 +141,13 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         inf_name = type(self.inf_net).__name__
         inf_net = self.inf_net(data)
         if reparameterized:
-            latents = inf_net.rsample(self.n_samples, **rsample_options)
-            check_latents(latents, data.shape[0], self.n_samples, f"{inf_name}.rsample")
-            log_q = inf_net.log_prob(latents)
+            if type(inf_net).rsample_and_log_prob is InfNet.rsample_and_log_prob:
+                latents = inf_net.rsample(self.n_samples, **rsample_options)
+                check_latents(latents, data.shape[0], self.n_samples, f"{inf_name}.rsample")
+                log_q = inf_net.log_prob(latents)
+            else:
+                latents, log_q = inf_net.rsample_and_log_prob(self.n_samples, **rsample_options)
+                check_latents(latents, data.shape[0], self.n_samples, f"{inf_name}.rsample_and_log_prob")
         elif type(inf_net).sample_and_log_prob is InfNet.sample_and_log_prob:
             # No fused hook: check the samples before log_prob sees them.
             latents = map_latents(Tensor.detach, inf_net.sample(self.n_samples))
@@ -138,8 +159,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             latents = map_latents(Tensor.detach, latents)
         log_q = self._checked(log_q, data.shape[0], self.n_samples, f"{inf_name}.log_prob")
         log_p = self._score(data, latents)
-        self.log_q_ = log_q.detach()
-        self.log_p_ = log_p.detach()
+        self._keep(log_q, log_p)
         return latents, log_q, log_p
 
     def _keep(self, log_q: Tensor, log_p: Tensor) -> None:
@@ -174,15 +194,27 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             )
 
     # --------------------------------------------------------------- state
-    def _record(self, negative_bound: Tensor) -> None:
-        self._pending.append(negative_bound)
+    def _record(self, bound: Tensor) -> None:
+        self._pending.append(bound)
         if len(self._pending) >= _HISTORY_FLUSH_EVERY:
             self._flush_history()
 
     def _flush_history(self) -> None:
+        # Averaged here rather than per call: a few kernels fewer on the hot path, and one transfer.
         if self._pending:
-            self._history.extend(torch.stack(self._pending).tolist())
+            if len({recorded.shape for recorded in self._pending}) == 1:
+                bounds = self._bounds(torch.stack(self._pending, dim=0))
+            else:  # batches of different sizes (a last, smaller batch)
+                bounds = torch.stack([self._bounds(recorded.unsqueeze(0))[0] for recorded in self._pending])
+            self._history.extend((-bounds).tolist())
             self._pending.clear()
+
+    def _bounds(self, recorded: Tensor) -> Tensor:
+        """``[steps, batch, ...]`` of what ``_estimate`` returned -> the batch-mean bound per step ``[steps]``."""
+        if self.recorded == "log-weights":
+            n_samples = recorded.shape[-1]
+            recorded = torch.logsumexp(recorded, dim=-1) - math.log(n_samples)
+        return recorded.flatten(1).mean(1)
 
     def get_extra_state(self) -> dict[str, Any]:
         """Non-tensor state saved in ``state_dict()``: the loss history."""

@@ -43,4 +43,4 @@ class ELBOLoss(Loss):
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         _, log_q, log_p = self._draw(data, reparameterized=True)
         elbo = log_p - log_q  # [batch, K]
-        return elbo.detach().mean(dim=1), -elbo.mean()
+        return elbo.detach(), -elbo.mean()  # per-sample terms: the history averages them

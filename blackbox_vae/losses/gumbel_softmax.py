@@ -127,7 +127,7 @@ class GumbelSoftmaxLoss(Loss):
             options["straight_through"] = True
         _, log_q, log_p = self._draw(data, reparameterized=True, **options)
         objective = log_p - log_q  # [batch, K]
-        return objective.detach().mean(dim=1), -objective.mean()
+        return objective.detach(), -objective.mean()  # per-sample terms: the history averages them
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}, temperature={self.temperature!r}, straight_through={self.straight_through}"

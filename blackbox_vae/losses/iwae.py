@@ -67,6 +67,7 @@ class IWAELoss(Loss):
     """
 
     needs_rsample = True
+    recorded = "log-weights"
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, gradient: Gradient = "reparam",
                  *, validate: bool = True):
@@ -78,8 +79,8 @@ class IWAELoss(Loss):
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         if self.gradient == "reparam" or not torch.is_grad_enabled():
             _, log_q, log_p = self._draw(data, reparameterized=True)
-            bound = log_mean_exp(log_p - log_q)  # [batch]
-            return bound.detach(), -bound.mean()
+            log_weights = log_p - log_q  # [batch, K]
+            return log_weights.detach(), -log_mean_exp(log_weights).mean()
         return self._path_gradient_estimate(data)
 
     def _path_gradient_estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
@@ -107,7 +108,7 @@ class IWAELoss(Loss):
         )
         theta_term = (normalized * log_p).sum()  # reaches theta only: the latents in log_p are detached
         surrogate = (theta_term + path_term) / batch
-        return log_mean_exp(log_weights.detach()), -surrogate
+        return log_weights.detach(), -surrogate
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}, gradient={self.gradient!r}"

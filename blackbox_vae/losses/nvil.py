@@ -135,7 +135,7 @@ class NVILLoss(Loss):
         with torch.no_grad():
             self.signal_mean.update(residual.mean())
             self.signal_variance.update(residual.var(unbiased=False))
-        return learning_signal.mean(dim=1), surrogate_loss
+        return learning_signal, surrogate_loss  # per-sample ELBO terms: the history averages them
 
     def extra_repr(self) -> str:
         return (f"n_samples={self.n_samples}, running_mean={self.running_mean}, "

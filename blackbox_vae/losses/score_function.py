@@ -94,8 +94,7 @@ class ScoreFunctionLoss(Loss):
         advantage = learning_signal if self.baseline is None else learning_signal - self._baseline(learning_signal)
         surrogate = log_p + advantage * log_q  # [batch, K]
         self._update_average(learning_signal)
-        elbo = learning_signal.mean(dim=1)  # [batch]
-        return elbo, -surrogate.mean()
+        return learning_signal, -surrogate.mean()  # per-sample ELBO terms: the history averages them
 
     def _baseline(self, learning_signal: Tensor) -> Tensor:
         if self.baseline == "leave-one-out":

@@ -13,7 +13,6 @@ import torch
 from pyro.distributions import RelaxedBernoulliStraightThrough
 from torch import Tensor, nn
 from torch.distributions import RelaxedBernoulli
-from torch.nn.functional import binary_cross_entropy_with_logits
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
@@ -22,14 +21,25 @@ from blackbox_vae.relaxed import _temperature
 
 __all__ = ["DeepSBNInfNet", "DeepSBNGenModel", "bernoulli_log_prob"]
 
+_NO_REDUCTION = 0  # torch.nn._reduction.get_enum("none")
+
 
 def bernoulli_log_prob(logits: Tensor, value: Tensor) -> Tensor:
     """sum over the last dimension of log Bernoulli(value; sigmoid(logits)), broadcasting the two.
 
     ``value`` may be relaxed (in [0, 1]): the expression is linear in it.
     """
-    logits, value = torch.broadcast_tensors(logits, value)
-    return -binary_cross_entropy_with_logits(logits, value, reduction="none").sum(-1)
+    if logits.shape != value.shape:  # binary_cross_entropy_with_logits does not broadcast
+        try:  # one side usually covers the other: a single expand, cheaper than broadcast_tensors
+            if logits.dim() <= value.dim() and logits.numel() <= value.numel():
+                logits = logits.expand_as(value)
+            else:
+                value = value.expand_as(logits)
+        except RuntimeError:
+            logits, value = torch.broadcast_tensors(logits, value)
+    # The ATen op behind F.binary_cross_entropy_with_logits, called directly (reduction 0 = "none"): the
+    # functional's argument handling costs as much as the kernel at small sizes, and the shapes agree here.
+    return -torch.binary_cross_entropy_with_logits(logits, value, None, None, _NO_REDUCTION).sum(-1)
 
 
 def _check_layers(layers: Sequence[int], owner: str) -> list[int]:
@@ -69,13 +79,16 @@ class DeepSBNInfNet(InfNet):
 
     def sample_and_log_prob(self, n_samples: int = 1) -> tuple[tuple[Tensor, ...], Tensor]:
         """Fused: each layer's logits are computed once, for sampling and scoring."""
-        logits = self.params_.unsqueeze(1).expand(-1, n_samples, -1)  # [batch, K, H_1]
-        latents, log_q = [], 0.0
+        logits = self.params_.unsqueeze(1)  # [batch, 1, H_1]: the sigmoid once per datum, not per sample
+        latents, log_q = [], None
         for layer in range(len(self.conditionals)):
             if layer > 0:
                 logits = self._logits_above(layer, latents[-1])  # [batch, K, H_l]
-            z = torch.bernoulli(torch.sigmoid(logits.detach()))
-            log_q = log_q + bernoulli_log_prob(logits, z)
+                z = torch.bernoulli(torch.sigmoid(logits.detach()))
+            else:
+                z = torch.bernoulli(torch.sigmoid(logits.detach()).expand(-1, n_samples, -1))
+            log_q_layer = bernoulli_log_prob(logits, z)
+            log_q = log_q_layer if log_q is None else log_q + log_q_layer
             latents.append(z)
         return tuple(latents), log_q
 
