@@ -1,7 +1,8 @@
 """The same models three ways: blackbox_vae, Pyro, and hand-written PyTorch. Median time per gradient step.
 
 Run:
-    python benchmarks/pyro_comparison.py [--device cuda] [--repeats 30] [--quick] [--out benchmarks/results/pyro_comparison]
+    python benchmarks/pyro_comparison.py [--device cuda] [--compile] [--repeats 30] [--quick] [--only GROUP]
+        [--out benchmarks/results/pyro_comparison]
 
 Models (batch 64, binary data):
 - SBN 784-200 and the small 100-20 model: score function (ours ScoreFunctionLoss without baseline vs
@@ -26,6 +27,7 @@ import json
 import math
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ import pyro.distributions as pdist
 import torch
 from pyro.infer import ReweightedWakeSleep, RenyiELBO, Trace_ELBO, TraceGraph_ELBO
 from pyro.nn import PyroModule
+from torch.profiler import ProfilerActivity, profile
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from blackbox_vae import ELBOLoss, IWAELoss, RWSLoss, ScoreFunctionLoss, VIMCOLoss
@@ -47,25 +50,37 @@ def bce_log_prob(logits, value):
 
 # ----------------------------------------------------------------------------------------- Pyro programs
 class SBNGuide(PyroModule):
+    """q(z_1|x) q(z_2|z_1) ... with the networks of a DeepSBNInfNet; one site per stochastic layer."""
+
     def __init__(self, q: DeepSBNInfNet):
         super().__init__()
-        self.q_layer = q.conditionals[0]
+        self.q_layers = q.conditionals
 
     def forward(self, x):
+        below = x
         with pyro.plate("data", x.shape[0]):
-            pyro.sample("z", pdist.Bernoulli(logits=self.q_layer(x), validate_args=False).to_event(1))
+            for index, layer in enumerate(self.q_layers):
+                below = pyro.sample(f"z{index + 1}", pdist.Bernoulli(logits=layer(below), validate_args=False)
+                                    .to_event(1))
 
 
 class SBNModel(PyroModule):
+    """p(z_L) p(z_{L-1}|z_L) ... p(x|z_1) with the networks of a DeepSBNGenModel."""
+
     def __init__(self, p: DeepSBNGenModel):
         super().__init__()
-        self.p_prior, self.p_layer = p.prior_logits, p.conditionals[0]
+        self.p_prior, self.p_layers = p.prior_logits, p.conditionals
 
     def forward(self, x):
+        n_layers = len(self.p_layers)
         with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", pdist.Bernoulli(logits=self.p_prior, validate_args=False)
-                            .expand([x.shape[0], self.p_prior.shape[0]]).to_event(1))
-            pyro.sample("x", pdist.Bernoulli(logits=self.p_layer(z), validate_args=False).to_event(1), obs=x)
+            above = pyro.sample(f"z{n_layers}", pdist.Bernoulli(logits=self.p_prior, validate_args=False)
+                                .expand([x.shape[0], self.p_prior.shape[0]]).to_event(1))
+            for index in reversed(range(1, n_layers)):
+                above = pyro.sample(f"z{index}", pdist.Bernoulli(logits=self.p_layers[index](above),
+                                                                 validate_args=False).to_event(1))
+            pyro.sample("x", pdist.Bernoulli(logits=self.p_layers[0](above), validate_args=False).to_event(1),
+                        obs=x)
 
 
 class GaussianGuide(PyroModule):
@@ -98,13 +113,20 @@ def pyro_step(elbo, model, guide):
 
 # ---------------------------------------------------------------------------------- hand-written steps
 def hand_sbn(q: DeepSBNInfNet, p: DeepSBNGenModel, k: int, estimator: str):
-    encoder, decoder, prior = q.conditionals[0], p.conditionals[0], p.prior_logits
+    encoders, decoders, prior = list(q.conditionals), list(p.conditionals), p.prior_logits
 
     def step(x):
-        logits_q = encoder(x).unsqueeze(1)  # [B, 1, H]
+        logits_q = encoders[0](x).unsqueeze(1)  # [B, 1, H]
         z = torch.bernoulli(torch.sigmoid(logits_q.detach()).expand(-1, k, -1))  # [B, K, H]
         log_q = bce_log_prob(logits_q, z)  # [B, K]
-        log_p = bce_log_prob(prior, z) + bce_log_prob(decoder(z), x.unsqueeze(1))  # [B, K]
+        log_p = bce_log_prob(decoders[0](z), x.unsqueeze(1))  # [B, K]
+        for encoder, decoder in zip(encoders[1:], decoders[1:]):  # the layers above, if any
+            logits_q = encoder(z)
+            z_above = torch.bernoulli(torch.sigmoid(logits_q.detach()))
+            log_q = log_q + bce_log_prob(logits_q, z_above)
+            log_p = log_p + bce_log_prob(decoder(z_above), z)
+            z = z_above
+        log_p = log_p + bce_log_prob(prior, z)
         log_w = (log_p - log_q).detach()
         if estimator == "score function":
             surrogate = log_p + log_w * log_q
@@ -160,6 +182,14 @@ def ours_step(loss):
     return lambda x: loss(x).backward()
 
 
+def with_compiled(steps: dict, loss, compile_step: bool) -> dict:
+    """Adds ``torch.compile(loss)``'s step as "compiled" (fresh compiler caches per cell: no recompile limits)."""
+    if not compile_step:
+        return steps
+    torch.compiler.reset()
+    return {**steps, "compiled": ours_step(torch.compile(loss))}
+
+
 # ------------------------------------------------------------------------------------------- timing
 def time_interleaved(steps: dict, data, params, repeats: int, device) -> dict:
     def one(step):
@@ -181,20 +211,48 @@ def time_interleaved(steps: dict, data, params, repeats: int, device) -> dict:
         for name, step in steps.items():
             times[name].append(one(step))
     result = {name: statistics.median(t) for name, t in times.items()}
-    if device.type == "cuda":
-        for name, step in steps.items():
-            torch.cuda.reset_peak_memory_stats(device)
-            one(step)
-            result[f"{name} peak MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
+    for name, step in steps.items():
+        result[f"{name} peak MiB"] = peak_memory_mib(lambda: one(step), device)
     return result
 
 
-def sbn_cells(data_dim, latent_dim, ks, batch, repeats, device):
+def peak_memory_mib(run, device) -> float:
+    """Peak memory allocated by one step above what was allocated before it, in MiB.
+
+    CUDA: the caching allocator's peak statistic. CPU: torch has no such statistic, so the profiler
+    records every allocation and free of the step and the peak of the running total is taken.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    # Replay the step's allocations and frees in order; frees of blocks allocated before the step do not count.
+    live, current, peak = {}, 0, 0
+    for event in sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"]):
+        address, size = event["args"]["Addr"], event["args"]["Bytes"]
+        if size > 0:
+            live[address] = size
+            current += size
+            peak = max(peak, current)
+        elif address in live:
+            current -= live.pop(address)
+    return peak / 2**20
+
+
+def sbn_cells(data_dim, layers, ks, batch, repeats, device, compile_step):
     rows = []
     x = torch.bernoulli(torch.full((batch, data_dim), 0.13, device=device))
     for k in ks:
         torch.manual_seed(0)
-        q, p = DeepSBNInfNet(data_dim, [latent_dim]).to(device), DeepSBNGenModel(data_dim, [latent_dim]).to(device)
+        q, p = DeepSBNInfNet(data_dim, layers).to(device), DeepSBNGenModel(data_dim, layers).to(device)
         guide, model = SBNGuide(q), SBNModel(p)
         params = list(q.parameters()) + list(p.parameters())
         pairs = {
@@ -210,13 +268,13 @@ def sbn_cells(data_dim, latent_dim, ks, batch, repeats, device):
         }
         for pair, (ours, elbo, hand) in pairs.items():
             kk = ours.n_samples
-            result = time_interleaved({"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide),
-                                       "hand": hand}, x, params, repeats, device)
-            rows.append({"model": f"SBN {data_dim}-{latent_dim}", "pair": pair, "K": kk, **result})
+            steps = {"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide), "hand": hand}
+            result = time_interleaved(with_compiled(steps, ours, compile_step), x, params, repeats, device)
+            rows.append({"model": "SBN " + "-".join(map(str, [data_dim, *layers])), "pair": pair, "K": kk, **result})
     return rows
 
 
-def gaussian_cells(data_dim, latent_dim, ks, batch, repeats, device):
+def gaussian_cells(data_dim, latent_dim, ks, batch, repeats, device, compile_step):
     rows = []
     x = torch.bernoulli(torch.full((batch, data_dim), 0.13, device=device))
     for k in ks:
@@ -235,38 +293,44 @@ def gaussian_cells(data_dim, latent_dim, ks, batch, repeats, device):
                                            hand_gaussian(q, p, k, "iwae")),
         }
         for pair, (ours, elbo, hand) in pairs.items():
-            result = time_interleaved({"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide),
-                                       "hand": hand}, x, params, repeats, device)
+            steps = {"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide), "hand": hand}
+            result = time_interleaved(with_compiled(steps, ours, compile_step), x, params, repeats, device)
             rows.append({"model": f"Gaussian {data_dim}-{latent_dim}", "pair": pair, "K": k, **result})
     return rows
 
 
-def vimco_cells(ks, batch, repeats, device):
+def vimco_cells(ks, batch, repeats, device, compile_step):
     rows = []
     x = torch.bernoulli(torch.full((batch, 784), 0.13, device=device))
     for k in ks:
         torch.manual_seed(0)
         q, p = DeepSBNInfNet(784, [200]).to(device), DeepSBNGenModel(784, [200]).to(device)
         params = list(q.parameters()) + list(p.parameters())
-        result = time_interleaved({"ours": ours_step(VIMCOLoss(q, p, k, validate=False)),
-                                   "hand": hand_vimco_quadratic(q, p, k)}, x, params,
-                                  max(3, repeats // (1 + k // 100)), device)
+        ours = VIMCOLoss(q, p, k, validate=False)
+        steps = with_compiled({"ours": ours_step(ours), "hand": hand_vimco_quadratic(q, p, k)}, ours, compile_step)
+        result = time_interleaved(steps, x, params, max(3, repeats // (1 + k // 100)), device)
         rows.append({"model": "SBN 784-200", "pair": "VIMCO vs hand-written (K x K)", "K": k, **result})
     return rows
 
 
-def markdown(rows, device) -> str:
-    memory = device.type == "cuda"
-    header = "| model | estimators (ours vs Pyro) | K | ours ms | Pyro ms | hand-written ms | Pyro / ours | ours / hand |"
-    lines = [header + (" ours peak MiB | Pyro peak MiB |" if memory else ""),
-             "|" + " --- |" * (header.count("|") - 1 + (2 if memory else 0))]
+def markdown(rows) -> str:
+    compiled = any("compiled" in row for row in rows)
+    columns = ["model", "estimators (ours vs Pyro)", "K", "ours ms", "Pyro ms", "hand-written ms"]
+    columns += ["compiled ms"] if compiled else []
+    columns += ["Pyro / ours", "ours / hand"] + (["compiled / hand"] if compiled else [])
+    columns += ["peak MiB ours / Pyro / hand"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+    def ms(row, name):
+        return f"{row[name] * 1e3:.3f}" if name in row else "—"
+
     for row in rows:
-        pyro_ms = row.get("pyro")
-        cells = [row["model"], row["pair"], str(row["K"]), f"{row['ours'] * 1e3:.3f}",
-                 f"{pyro_ms * 1e3:.3f}" if pyro_ms else "—", f"{row['hand'] * 1e3:.3f}",
-                 f"{pyro_ms / row['ours']:.2f}x" if pyro_ms else "—", f"{row['ours'] / row['hand']:.3f}"]
-        if memory:
-            cells += [f"{row.get('ours peak MiB', float('nan')):.1f}", f"{row.get('pyro peak MiB', float('nan')):.1f}"]
+        cells = [row["model"], row["pair"], str(row["K"]), ms(row, "ours"), ms(row, "pyro"), ms(row, "hand")]
+        cells += [ms(row, "compiled")] if compiled else []
+        cells += [f"{row['pyro'] / row['ours']:.2f}x" if "pyro" in row else "—", f"{row['ours'] / row['hand']:.3f}"]
+        cells += [f"{row['compiled'] / row['hand']:.3f}" if "compiled" in row else "—"] if compiled else []
+        cells += [" / ".join(f"{row[f'{name} peak MiB']:.1f}" if f"{name} peak MiB" in row else "—"
+                             for name in ("ours", "pyro", "hand"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -277,24 +341,31 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="fewer cells (K in {1, 5}; VIMCO K up to 200)")
+    parser.add_argument("--only", choices=("sbn", "gaussian", "small", "vimco"), help="one group of cells")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(loss) (column 'compiled')")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pyro_comparison"))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     pyro.enable_validation(False)
     torch.distributions.Distribution.set_default_validate_args(False)
     ks = (1, 5) if args.quick else (1, 5, 50)
+    common = dict(batch=args.batch_size, repeats=args.repeats, device=device, compile_step=args.compile)
     rows = []
-    rows += sbn_cells(784, 200, ks, args.batch_size, args.repeats, device)
-    rows += gaussian_cells(784, 200, ks, args.batch_size, args.repeats, device)
-    rows += sbn_cells(100, 20, (2, 5), args.batch_size, args.repeats, device)
-    rows += gaussian_cells(100, 20, (2, 5), args.batch_size, args.repeats, device)
-    rows += vimco_cells((2, 10, 50, 200) if args.quick else (2, 10, 50, 200, 1000), args.batch_size, args.repeats,
-                        device)
+    if args.only in (None, "sbn"):
+        rows += sbn_cells(784, [200], ks, **common)
+        rows += sbn_cells(784, [200, 200, 200], ks, **common)
+    if args.only in (None, "gaussian"):
+        rows += gaussian_cells(784, 200, ks, **common)
+    if args.only in (None, "small"):
+        rows += sbn_cells(100, [20], (2, 5), **common)
+        rows += gaussian_cells(100, 20, (2, 5), **common)
+    if args.only in (None, "vimco"):
+        rows += vimco_cells((2, 10, 50, 200) if args.quick else (2, 10, 50, 200, 1000), **common)
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}"
                + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     setup = (f"torch {torch.__version__}, pyro {pyro.__version__}, {machine}; batch {args.batch_size}; "
              f"median of {args.repeats} interleaved steps")
-    text = f"{setup}\n\n{markdown(rows, device)}\n"
+    text = f"{setup}\n\n{markdown(rows)}\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)

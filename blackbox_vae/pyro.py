@@ -170,13 +170,17 @@ class PyroInfNet(InfNet):
 
     def rsample(self, n_samples: int = 1) -> dict[str, Tensor]:
         """Reparameterized samples; every site's distribution must have ``rsample``."""
-        latents, _ = self._run(n_samples)
+        return self.rsample_and_log_prob(n_samples)[0]
+
+    def rsample_and_log_prob(self, n_samples: int = 1) -> tuple[dict[str, Tensor], Tensor]:
+        """One traced pass for reparameterized samples and their log q (the trace scores what it drew)."""
+        latents, log_q = self._run(n_samples)
         trace = self.params_
         not_reparameterized = [name for name in latents if not trace.nodes[name]["fn"].has_rsample]
         if not_reparameterized:
             raise NotImplementedError(f"PyroInfNet.rsample: sites {not_reparameterized} have no reparameterized "
                                       "sample; use a score-function estimator (ScoreFunctionLoss, VIMCOLoss, ...).")
-        return latents
+        return latents, log_q
 
     def log_prob(self, latents: dict[str, Tensor]) -> Tensor:
         """log q(z|x) of given latents: the guide conditioned on them, ``[batch, n_samples]``."""

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from blackbox_vae import GenModel, GumbelSoftmaxLoss, RelaxedCategoricalInfNet
-from blackbox_vae.losses._importance import log_mean_exp, log_sum_exp_others
+from blackbox_vae.losses._importance import log_mean_exp, log_mean_exp_replacing_each, log_sum_exp_others
 from blackbox_vae.testing import assert_unbiased, gradients
 
 N_LATENTS, N_CLASSES, DATA_DIM = 1, 3, 4
@@ -105,6 +105,17 @@ def test_log_sum_exp_others_is_stable_when_one_weight_dominates():
     torch.testing.assert_close(result, expected)
     # log(S - exp(w_0)) would have lost everything here in float32:
     assert math.isfinite(result[0, 0].item()) and result[0, 0].item() == pytest.approx(-200 + math.log1p(math.exp(-1)))
+
+
+@pytest.mark.parametrize("k", [2, 3, 8, 9, 65])  # both sides of the switch from the K x K form to O(K)
+def test_log_mean_exp_replacing_each_matches_the_definition(k):
+    w, r = torch.randn(5, k, dtype=torch.float64) * 30, torch.randn(5, k, dtype=torch.float64) * 30
+    w[0, 0] = 500.0  # one dominating weight: no catastrophic cancellation in either form
+    expected = torch.stack([
+        torch.logsumexp(torch.cat([w[:, :i], r[:, i:i + 1], w[:, i + 1:]], dim=1), dim=1) for i in range(k)
+    ], dim=1) - math.log(k)
+    torch.testing.assert_close(log_mean_exp_replacing_each(w, r), expected)
+    torch.testing.assert_close(log_mean_exp_replacing_each(w.float(), r.float()), expected.float())
 
 
 def test_log_mean_exp():

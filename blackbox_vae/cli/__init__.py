@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("test", "valid", "train"), default="test")
     evaluate.add_argument("--batch-size", type=int, default=100, help="data points per chunk")
     evaluate.add_argument("--sample-chunk", type=int, default=1000, help="samples per chunk")
+    evaluate.add_argument("--limit", type=int, help="evaluate on a fixed random subset of LIMIT data points, the same for every run (default all)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--seed", type=int, default=0)
 
@@ -114,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             from blackbox_vae.cli.commands import evaluate
 
             result = evaluate(args.run_dir, args.k, args.split, args.batch_size, args.sample_chunk, args.device,
-                              args.seed)
+                              args.seed, args.limit)
             print(json.dumps(result, indent=1))
-            print(f"{args.split} log-likelihood (K={args.k}): {result['log_likelihood']:.4f} "
+            print(f"{args.split} log-likelihood (K={args.k}, n={result['n']}): {result['log_likelihood']:.4f} "
                   f"± {result['standard_error']:.4f} nats")
         else:
             from blackbox_vae.cli.commands import sample

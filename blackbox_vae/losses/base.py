@@ -194,6 +194,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             )
 
     # --------------------------------------------------------------- state
+    @torch.compiler.disable  # host-side bookkeeping: outside any compiled graph, and no guard on its length
     def _record(self, bound: Tensor) -> None:
         self._pending.append(bound)
         if len(self._pending) >= _HISTORY_FLUSH_EVERY:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from blackbox_vae.losses._importance import log_mean_exp, log_sum_exp_others
+from blackbox_vae.losses._importance import log_mean_exp, log_mean_exp_replacing_each
 from blackbox_vae.losses.base import Loss
 
 __all__ = ["VIMCOLoss"]
@@ -65,9 +65,7 @@ class VIMCOLoss(Loss):
         signal = log_weights.detach()
         k = self.n_samples
         geometric_mean_others = (signal.sum(dim=1, keepdim=True) - signal) / (k - 1)  # [batch, K]
-        bound_without_k = (
-            torch.logaddexp(log_sum_exp_others(signal), geometric_mean_others) - math.log(k)
-        )  # [batch, K]
+        bound_without_k = log_mean_exp_replacing_each(signal, geometric_mean_others)  # [batch, K]
         learning_signal = bound.detach().unsqueeze(1) - bound_without_k  # [batch, K]
         surrogate = bound + (learning_signal * log_q).sum(dim=1)  # [batch]
         return bound.detach(), -surrogate.mean()

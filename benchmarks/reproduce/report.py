@@ -1,0 +1,81 @@
+"""The results table in docs/results.md and the learning-curve plots of the reproduction runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HEADER = ("| estimator | model | K | steps | wall time | device | test log-likelihood | published | "
+          "difference |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+
+
+def _row(results: dict) -> str:
+    test = results["test"]
+    figure = f"{test['log_likelihood']:.2f} ± {test['standard_error']:.2f} (k={test['k']}, n={test['n']})"
+    headline = results.get("test_headline")
+    if headline:
+        figure += f"; {headline['log_likelihood']:.2f} ± {headline['standard_error']:.2f} (k={headline['k']})"
+    published = results.get("published")
+    best = headline or test
+    cells = [results["estimator"], results["experiment"], str(results["n_samples"]), f"{results['steps']:,}",
+             f"{results['train_seconds']:.0f} s", results["device"], figure,
+             f"{published:.2f}" if published is not None else "—",
+             f"{best['log_likelihood'] - published:+.2f}" if published is not None else "—"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def update_results_table(path: Path, results: dict) -> None:
+    """Adds (or replaces) the run's row in its experiment's table, creating the section if needed."""
+    start = f"<!-- reproduce {results['experiment']} {results['budget']} start -->"
+    end = f"<!-- reproduce {results['experiment']} {results['budget']} end -->"
+    text = path.read_text() if path.is_file() else "# Results\n"
+    if start not in text:
+        budget = results["budget_settings"]
+        text = text.rstrip("\n") + (
+            f"\n\n### {results['title']}, {results['budget']} budget\n\n"
+            f"{budget['steps']:,} steps of batch {budget['batch_size']}, Adam lr {budget['lr']}; test bound with "
+            f"k={budget['test_k']} on {budget['test_limit'] or 'all 10,000'} test images"
+            + (f" (headline runs also k={budget['headline_test_k']})" if budget.get("headline_test_k") else "")
+            + f". Curves: `img/reproduce-{results['experiment']}-{results['budget']}.png`.\n\n"
+            f"{start}\n{HEADER}\n{end}\n")
+    before, rest = text.split(start, 1)
+    table, after = rest.split(end, 1)
+    rows = [line for line in table.strip().splitlines()[2:] if line.startswith("|")]
+    key = f"| {results['estimator']} | {results['experiment']} | {results['n_samples']} |"
+    new = _row(results)
+    rows = [new if row.startswith(key) else row for row in rows]
+    if new not in rows:
+        rows.append(new)
+    path.write_text(f"{before}{start}\n{HEADER}\n" + "\n".join(rows) + f"\n{end}{after}")
+
+
+def plot_experiment(experiment, results: list[dict], path: Path) -> None:
+    """Validation bound against steps and against training seconds, a line per run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, (by_steps, by_seconds) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    cmap = plt.get_cmap("tab20")
+    for index, result in enumerate(results):
+        curve = result["curve"]
+        if not curve:
+            continue
+        style = dict(color=cmap(index % 20), marker="o", markersize=3, linewidth=1.2,
+                     label=f"{result['estimator']}, K={result['n_samples']}")
+        by_steps.plot([c["step"] for c in curve], [c["valid_bound"] for c in curve], **style)
+        by_seconds.plot([c["seconds"] for c in curve], [c["valid_bound"] for c in curve], **style)
+    bounds = [c["valid_bound"] for r in results for c in r["curve"]]
+    if bounds:  # the first evaluations of poor estimators can be far below; keep the informative range
+        top = max(bounds)
+        by_steps.set_ylim(max(min(bounds), top - 80), top + 3)
+    by_steps.set_xlabel("training steps")
+    by_seconds.set_xlabel("training seconds")
+    by_steps.set_ylabel("validation bound (nats)")
+    by_seconds.set_xscale("log")
+    by_seconds.legend(fontsize=7, loc="lower right", ncol=2)
+    figure.suptitle(f"{experiment.title} ({results[0]['budget']} budget, {results[0]['device']})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
