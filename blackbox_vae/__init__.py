@@ -1,16 +1,18 @@
 """blackbox_vae: gradient estimators for variational inference in black-box latent-variable models.
 
-Write an inference network q(z|x) by subclassing :class:`InfNet` (or
-:class:`DistributionInfNet`) and a generative model p(x, z) by subclassing
-:class:`GenModel` (or :class:`DistributionGenModel`), then train them with a
-loss object::
+Write an inference network q(z|x) by subclassing `InfNet` (or
+`DistributionInfNet`) and a generative model p(x, z) by subclassing
+`GenModel` (or `DistributionGenModel`), then train them with a
+loss object:
 
-    loss = ScoreFunctionLoss(inf_net, gen_model, n_samples=5, baseline="leave-one-out")
-    optimizer = torch.optim.Adam(loss.parameters(), lr=1e-3)
-    for x in batches:
-        optimizer.zero_grad()
-        loss(x).backward()
-        optimizer.step()
+```python
+loss = ScoreFunctionLoss(inf_net, gen_model, n_samples=5, baseline="leave-one-out")
+optimizer = torch.optim.Adam(loss.parameters(), lr=1e-3)
+for x in batches:
+    optimizer.zero_grad()
+    loss(x).backward()
+    optimizer.step()
+```
 
 Shapes: data ``[batch, *data_shape]``, latents ``[batch, n_samples, *latent_shape]``,
 every log-probability ``[batch, n_samples]``.

@@ -19,8 +19,9 @@ def log_likelihood_bound(inf_net: InfNet, gen_model: GenModel, data: Tensor, n_s
                          batch_size: int = 100, sample_chunk: int = 1000) -> Tensor:
     r"""The K-sample importance-weighted bound of log p(x) for every data point: ``[N]``.
 
-    .. math::
-        \log p(x) \ge \mathbb{E}\Big[\log \frac{1}{K}\sum_{k=1}^K \frac{p(x, z_k)}{q(z_k|x)}\Big]
+    $$
+    \log p(x) \ge \mathbb{E}\Big[\log \frac{1}{K}\sum_{k=1}^K \frac{p(x, z_k)}{q(z_k|x)}\Big]
+    $$
 
     The standard evaluation of latent-variable models (Burda et al. 2016):
     with large K (e.g. 5000) it approaches log p(x). Memory is bounded by

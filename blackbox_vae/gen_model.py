@@ -18,16 +18,16 @@ __all__ = ["GenModel", "DistributionGenModel"]
 class GenModel(nn.Module, metaclass=abc.ABCMeta):
     """Abstract generative model p(x, z).
 
-    Same shape contract as :class:`~blackbox_vae.InfNet`: data
+    Same shape contract as `InfNet`: data
     ``[batch, *data_shape]``, latents ``[batch, n_samples, *latent_shape]``
     (or a tuple/dict of such tensors), log-probabilities ``[batch, n_samples]``.
 
     Losses call it as ``gen_model(data, latents).log_prob(data, latents)``.
     For a model written as a prior and a likelihood made of
-    ``torch.distributions`` objects, subclass :class:`DistributionGenModel`.
+    ``torch.distributions`` objects, subclass `DistributionGenModel`.
 
     Attributes:
-        params_: whatever :meth:`forward` computed for the last call
+        params_: whatever `forward` computed for the last call
             (e.g. the likelihood's parameters); ``None`` before the first call.
     """
 
@@ -52,7 +52,7 @@ class GenModel(nn.Module, metaclass=abc.ABCMeta):
         Args:
             data: ``[batch, *data_shape]``.
             latents: leading dimensions ``[batch, n_samples]``; the same ones
-                last passed to :meth:`forward`.
+                last passed to `forward`.
 
         Returns:
             ``[batch, n_samples]``.
@@ -84,27 +84,29 @@ class GenModel(nn.Module, metaclass=abc.ABCMeta):
 class DistributionGenModel(GenModel):
     """Convenience GenModel p(x, z) = p(z) p(x|z) from two distribution objects.
 
-    Implement :meth:`prior` (a distribution over one latent:
-    ``batch_shape + event_shape = latent_shape``) and :meth:`likelihood`
+    Implement `prior` (a distribution over one latent:
+    ``batch_shape + event_shape = latent_shape``) and `likelihood`
     (given latents with any leading dimensions ``[*lead, *latent_shape]``, a
     distribution with ``batch_shape + event_shape = [*lead, *data_shape]``).
     The base class sums log-probabilities over the latent and data dimensions
-    and vectorizes over samples; after :meth:`forward`, ``params_`` holds the
+    and vectorizes over samples; after `forward`, ``params_`` holds the
     likelihood distribution.
 
-    Example::
+    Example:
 
-        class SBN(DistributionGenModel):
-            def __init__(self):
-                super().__init__()
-                self.prior_logits = nn.Parameter(torch.zeros(200))
-                self.decoder = nn.Linear(200, 784)
+    ```python
+    class SBN(DistributionGenModel):
+        def __init__(self):
+            super().__init__()
+            self.prior_logits = nn.Parameter(torch.zeros(200))
+            self.decoder = nn.Linear(200, 784)
 
-            def prior(self):
-                return torch.distributions.Bernoulli(logits=self.prior_logits)  # latent_shape [200]
+        def prior(self):
+            return torch.distributions.Bernoulli(logits=self.prior_logits)  # latent_shape [200]
 
-            def likelihood(self, latents):
-                return torch.distributions.Bernoulli(logits=self.decoder(latents))  # [*lead, 784]
+        def likelihood(self, latents):
+            return torch.distributions.Bernoulli(logits=self.decoder(latents))  # [*lead, 784]
+    ```
     """
 
     params_: Distribution | None = None

@@ -26,14 +26,14 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     - every log-probability: ``[batch, n_samples]``, computed for all samples
       in one batched call.
 
-    Subclasses implement :meth:`forward`, :meth:`sample` and :meth:`log_prob`,
-    and optionally :meth:`rsample` (needed by reparameterized estimators) and
-    the fused :meth:`sample_and_log_prob` hook. For the common case where q is
+    Subclasses implement `forward`, `sample` and `log_prob`,
+    and optionally `rsample` (needed by reparameterized estimators) and
+    the fused `sample_and_log_prob` hook. For the common case where q is
     a single ``torch.distributions`` object, subclass
-    :class:`DistributionInfNet` instead.
+    `DistributionInfNet` instead.
 
     Attributes:
-        params_: whatever :meth:`forward` computed for the last batch
+        params_: whatever `forward` computed for the last batch
             (distribution parameters); ``None`` before the first call.
     """
 
@@ -52,7 +52,7 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def sample(self, n_samples: int = 1) -> Latents:
-        """Draws z ~ q(z|x) for the batch last passed to :meth:`forward`.
+        """Draws z ~ q(z|x) for the batch last passed to `forward`.
 
         No gradient path is required (black-box latents).
 
@@ -72,7 +72,7 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
         """
 
     def rsample(self, n_samples: int = 1) -> Latents:
-        """Reparameterized sample: like :meth:`sample`, with a gradient path to the parameters.
+        """Reparameterized sample: like `sample`, with a gradient path to the parameters.
 
         Optional. Reparameterized estimators (``ELBOLoss`` and, later, the
         importance-weighted and relaxed ones) need it; score-function
@@ -90,7 +90,7 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     def sample_and_log_prob(self, n_samples: int = 1) -> tuple[Latents, Tensor]:
         """Optional fused hook: ``(latents, log q)`` for ``n_samples`` fresh samples.
 
-        The default calls :meth:`sample` then :meth:`log_prob`; override it when
+        The default calls `sample` then `log_prob`; override it when
         the two share work.
 
         Returns:
@@ -103,8 +103,8 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
         """Optional fused hook: ``(latents, log q)`` for ``n_samples`` reparameterized samples.
 
         Both carry the gradient path (log q is differentiated through the
-        sample and the parameters). The default calls :meth:`rsample` with
-        ``options`` then :meth:`log_prob`; override it when the two share work
+        sample and the parameters). The default calls `rsample` with
+        ``options`` then `log_prob`; override it when the two share work
         (a Gaussian's standardized sample is its noise).
 
         Returns:
@@ -115,12 +115,12 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
 
     @property
     def has_rsample(self) -> bool:
-        """Whether this class implements :meth:`rsample`."""
+        """Whether this class implements `rsample`."""
         return type(self).rsample is not InfNet.rsample
 
 
 class DistributionInfNet(InfNet):
-    """Convenience InfNet: implement :meth:`distribution` and get the rest.
+    """Convenience InfNet: implement `distribution` and get the rest.
 
     ``distribution(data)`` returns a ``torch.distributions`` (or Pyro)
     distribution whose ``batch_shape`` starts with ``batch``; everything after
@@ -129,17 +129,19 @@ class DistributionInfNet(InfNet):
     ``n_samples`` in one call and the log-probability is summed over the
     latent dimensions, so this path is as fast as a hand-written InfNet.
 
-    After :meth:`forward`, ``params_`` holds the distribution object.
+    After `forward`, ``params_`` holds the distribution object.
 
-    Example::
+    Example:
 
-        class BernoulliInfNet(DistributionInfNet):
-            def __init__(self):
-                super().__init__()
-                self.net = nn.Linear(784, 200)
+    ```python
+    class BernoulliInfNet(DistributionInfNet):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(784, 200)
 
-            def distribution(self, data):
-                return torch.distributions.Bernoulli(logits=self.net(data))  # batch_shape [batch, 200]
+        def distribution(self, data):
+            return torch.distributions.Bernoulli(logits=self.net(data))  # batch_shape [batch, 200]
+    ```
     """
 
     params_: Distribution | None = None
@@ -166,7 +168,7 @@ class DistributionInfNet(InfNet):
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        """The shape of one latent sample, from the last :meth:`forward`."""
+        """The shape of one latent sample, from the last `forward`."""
         return shape_of(self._dist())[1:]
 
     def _dist(self) -> Distribution:

@@ -1,10 +1,12 @@
 """Pyro interoperability: a Pyro guide as an InfNet and a Pyro model as a GenModel.
 
-Every loss of this library (VIMCO included, which Pyro does not have) then runs on Pyro programs::
+Every loss of this library (VIMCO included, which Pyro does not have) then runs on Pyro programs:
 
-    inf_net = PyroInfNet(guide)         # a PyroModule (or nn.Module) called as guide(data)
-    gen_model = PyroGenModel(model)     # called as model(data); observes data inside pyro.plate
-    loss = VIMCOLoss(inf_net, gen_model, n_samples=5)
+```python
+inf_net = PyroInfNet(guide)         # a PyroModule (or nn.Module) called as guide(data)
+gen_model = PyroGenModel(model)     # called as model(data); observes data inside pyro.plate
+loss = VIMCOLoss(inf_net, gen_model, n_samples=5)
+```
 
 Conventions and choices:
 
@@ -129,7 +131,7 @@ class PyroInfNet(InfNet):
         guide: a ``PyroModule``/``nn.Module``, or a function, called as ``guide(data)``.
         modules: ``nn.Module``s whose parameters a function guide uses.
 
-    After :meth:`forward`, ``params_`` holds the last Pyro trace (``None`` until a sample or score).
+    After `forward`, ``params_`` holds the last Pyro trace (``None`` until a sample or score).
     """
 
     def __init__(self, guide: Callable, *, modules: Sequence[nn.Module] = ()):

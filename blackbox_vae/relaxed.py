@@ -3,7 +3,7 @@
 ``sample`` and ``log_prob`` are the exact discrete distribution's; ``rsample``
 draws from its continuous relaxation at a given temperature, optionally
 straight-through (hard values forward, relaxed gradient backward), for
-:class:`~blackbox_vae.GumbelSoftmaxLoss`. ``log_prob`` extends the discrete
+`GumbelSoftmaxLoss`. ``log_prob`` extends the discrete
 log-mass linearly to relaxed values (``sum_i y_i log pi_i``), which is what
 the relaxed objective scores.
 """
@@ -46,7 +46,7 @@ def _temperature(owner: str, temperature: Optional[float], like: Tensor) -> Tens
 class RelaxedBernoulliInfNet(DistributionInfNet):
     """q(z|x) = prod Bernoulli(z; sigmoid(logits(x))), with a relaxed ``rsample``.
 
-    Implement :meth:`logits`. Latents: ``[batch, n_samples, *latent_shape]``, values in [0, 1]
+    Implement `logits`. Latents: ``[batch, n_samples, *latent_shape]``, values in [0, 1]
     (exactly {0, 1} from ``sample`` and from straight-through ``rsample``).
     """
 
@@ -77,7 +77,7 @@ class RelaxedBernoulliInfNet(DistributionInfNet):
 class RelaxedCategoricalInfNet(DistributionInfNet):
     """q(z|x) = prod OneHotCategorical(z; softmax(logits(x))), with a relaxed ``rsample``.
 
-    Implement :meth:`logits`, returning ``[batch, *latent_shape]`` whose last
+    Implement `logits`, returning ``[batch, *latent_shape]`` whose last
     dimension is the number of classes. Latents are one-hot (or relaxed one-hot)
     vectors: ``[batch, n_samples, *latent_shape]``.
     """

@@ -7,6 +7,8 @@ equal terms. ``reduced`` is the CPU budget; ``full`` the published protocol's le
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -28,6 +30,9 @@ BUDGETS = {
     # Every run sees 3,000 x 24 = 72,000 examples (1.4 epochs of the 50,000 training images).
     "reduced": Budget(steps=3000, batch_size=24, lr=1e-3, eval_every=500, eval_k=100, eval_size=1000,
                       test_k=1000, test_limit=1000, headline_test_k=5000),
+    # A few steps of everything: checks that the pipeline runs end to end.
+    "smoke": Budget(steps=20, batch_size=24, lr=1e-3, eval_every=10, eval_k=10, eval_size=100, test_k=10,
+                    test_limit=50, headline_test_k=20),
     # The papers' length: hundreds of epochs. For a GPU.
     "full": Budget(steps=300_000, batch_size=24, lr=3e-4, eval_every=10_000, eval_k=1000, eval_size=None,
                    test_k=5000, test_limit=None),
@@ -45,7 +50,9 @@ class Run:
 
     @property
     def name(self) -> str:
-        return f"{self.label}-k{self.n_samples}"
+        """A file-name-safe id, e.g. ``vimco-k5``, ``score-function-mean-baseline-k50``."""
+        slug = re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
+        return f"{slug}-k{self.n_samples}"
 
 
 @dataclass(frozen=True)

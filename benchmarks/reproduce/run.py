@@ -104,7 +104,7 @@ def main(argv=None):
     parser.add_argument("experiments", nargs="+", help=f"'all' or any of {', '.join(EXPERIMENTS)}")
     parser.add_argument("--budget", choices=tuple(BUDGETS), default="reduced")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--only", nargs="*", help="run names (e.g. VIMCO-k5) to run; default all")
+    parser.add_argument("--only", nargs="*", help="run names (e.g. vimco-k5) to run; default all")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with the data sets")
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"))
     parser.add_argument("--results", type=Path, default=Path("docs/results.md"))

@@ -1,7 +1,7 @@
 """Gradient variance of every estimator at one fixed, trained model state (the bias-variance-cost table).
 
-    python benchmarks/reproduce/variance.py [--run runs/reproduce/reduced/sbn-200/VIMCO-k5]
-        [--gaussian-run runs/reproduce/reduced/gaussian-50/IWAE-k5] [--draws 100] [--results docs/results.md]
+    python benchmarks/reproduce/variance.py [--run runs/reproduce/reduced/sbn-200/vimco-k5]
+        [--gaussian-run runs/reproduce/reduced/gaussian-50/iwae-k5] [--draws 100] [--results docs/results.md]
 
 The models come from a trained run (loaded with ``blackbox_vae.cli.commands.load_run``) and stay frozen. Each
 estimator is built on them with the loss registry; estimator-owned state (NVIL's baseline network, the
@@ -117,8 +117,8 @@ def replace_section(path: Path, text: str) -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/reproduce/reduced/sbn-200/VIMCO-k5"))
-    parser.add_argument("--gaussian-run", type=Path, default=Path("runs/reproduce/reduced/gaussian-50/IWAE-k5"))
+    parser.add_argument("--run", type=Path, default=Path("runs/reproduce/reduced/sbn-200/vimco-k5"))
+    parser.add_argument("--gaussian-run", type=Path, default=Path("runs/reproduce/reduced/gaussian-50/iwae-k5"))
     parser.add_argument("--draws", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--results", type=Path, default=Path("docs/results.md"))

@@ -29,7 +29,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Reads a checkpoint written by :func:`save_checkpoint`.
+    """Reads a checkpoint written by `save_checkpoint`.
 
     Raises:
         CheckpointError: if the file is missing, cannot be read as a weights-only checkpoint (truncated,

@@ -80,7 +80,7 @@ RESUME_INVARIANT = ("data", "data_dir", "binarization", "model", "layers", "hidd
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """Settings from a ``.json`` or ``.yaml``/``.yml`` file (keys as in :class:`TrainConfig`, ``-`` or ``_``).
+    """Settings from a ``.json`` or ``.yaml``/``.yml`` file (keys as in `TrainConfig`, ``-`` or ``_``).
 
     Raises:
         ConfigError: if the file is missing, unparsable, or not a mapping.

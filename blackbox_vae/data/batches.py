@@ -17,7 +17,7 @@ class BatchStream:
     With ``dynamic_binarization`` the rows are intensities in [0, 1] and every batch is binarized
     afresh, so an image is resampled each time it is drawn (Salakhutdinov & Murray 2008). All
     randomness comes from one ``torch.Generator`` on the device, whose state is part of
-    :meth:`state_dict`, so a resumed run draws exactly the batches an uninterrupted one would.
+    `state_dict`, so a resumed run draws exactly the batches an uninterrupted one would.
 
     Args:
         data: ``[N, *data_shape]``, already on the device to train on.

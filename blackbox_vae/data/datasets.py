@@ -126,17 +126,15 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
 
 def load_dataset(name: str, data_dir: Optional[Path] = None, binarization: Optional[Binarization] = None,
                  seed: int = 0) -> Dataset:
-    """Loads one of :data:`DATASETS` into train/valid/test tensors.
+    """Loads one of `DATASETS` into train/valid/test tensors.
 
-    ======================= ============================ ================== =======================
-    name                    source                       splits             binarization (default)
-    ======================= ============================ ================== =======================
-    ``digits``              scikit-learn (no files)      1397 / 200 / 200   dynamic (or static)
-    ``mnist``               IDX files in ``data_dir``    50000/10000/10000  dynamic (or static)
-    ``fashion-mnist``       IDX files in ``data_dir``    50000/10000/10000  dynamic (or static)
-    ``binarized-mnist``     .npz or .amat (``data_dir``) 50000/10000/10000  static (fixed by the files)
-    ``gaussian-2d``         generated                    10000/1000/1000    none (real-valued)
-    ======================= ============================ ================== =======================
+    | name | source | splits | binarization (default) |
+    | --- | --- | --- | --- |
+    | ``digits`` | scikit-learn (no files) | 1397 / 200 / 200 | dynamic (or static) |
+    | ``mnist`` | IDX files in ``data_dir`` | 50000 / 10000 / 10000 | dynamic (or static) |
+    | ``fashion-mnist`` | IDX files in ``data_dir`` | 50000 / 10000 / 10000 | dynamic (or static) |
+    | ``binarized-mnist`` | .npz or .amat (``data_dir``) | 50000 / 10000 / 10000 | static (fixed by the files) |
+    | ``gaussian-2d`` | generated | 10000 / 1000 / 1000 | none (real-valued) |
 
     MNIST's validation split is the last sixth of the training images (10000 of 60000), as is customary. "static" draws one
     binarization of every image with ``seed``; "dynamic" keeps training intensities (to be binarized

@@ -37,7 +37,7 @@ def log_mean_exp_replacing_each(log_weights: Tensor, replacements: Tensor) -> Te
     """log (1/K) (sum_{j != k} exp(w_j) + exp(r_k)) for every k: ``[batch, K], [batch, K] -> [batch, K]``.
 
     The K-sample bound with sample k's weight replaced by ``r_k`` (VIMCO's leave-one-out bounds). O(K)
-    time and memory per data point for K > 8 (through :func:`log_sum_exp_others`); for K <= 8 a masked
+    time and memory per data point for K > 8 (through `log_sum_exp_others`); for K <= 8 a masked
     K x K matrix, which takes fewer kernels. Neither subtracts a term from a sum.
     """
     k = log_weights.shape[1]

@@ -33,7 +33,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
     networks' parameters (and any the estimator learns itself) and
     ``loss.to(device)`` moves everything.
 
-    Subclasses implement :meth:`_estimate`, returning the per-datum bound
+    Subclasses implement `_estimate`, returning the per-datum bound
     (the objective reported in ``loss_history_``) and the surrogate loss
     (what is differentiated), kept apart by name.
 
@@ -118,7 +118,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         """Returns ``(bound, surrogate_loss [])`` for one batch.
 
-        ``bound`` is what :attr:`recorded` names: the per-datum bound
+        ``bound`` is what `recorded` names: the per-datum bound
         ``[batch]``, per-sample terms ``[batch, K]`` whose mean is the batch's
         bound (the ELBO's learning signals), or the log-weights ``[batch, K]``
         of an importance-weighted bound. It is detached and reduced to the

@@ -12,11 +12,12 @@ __all__ = ["ELBOLoss"]
 class ELBOLoss(Loss):
     r"""Reparameterized (pathwise) estimator of the ELBO and its gradient.
 
-    .. math::
-        \mathcal{L}(x) = \frac{1}{K}\sum_{k=1}^{K} \big[\log p(x, z_k) - \log q(z_k|x)\big],
-        \quad z_k = g_\phi(\epsilon_k, x),\ \epsilon_k \sim p(\epsilon)
+    $$
+    \mathcal{L}(x) = \frac{1}{K}\sum_{k=1}^{K} \big[\log p(x, z_k) - \log q(z_k|x)\big],
+    \quad z_k = g_\phi(\epsilon_k, x),\ \epsilon_k \sim p(\epsilon)
+    $$
 
-    The surrogate is :math:`-\mathcal{L}` itself: gradients flow through the
+    The surrogate is $-\mathcal{L}$ itself: gradients flow through the
     samples into q's parameters and into p's. Unbiased for the gradient of the
     ELBO in both parameter sets, and usually of far lower variance than the
     score function. Needs ``inf_net.rsample`` (continuous latents).
@@ -27,7 +28,7 @@ class ELBOLoss(Loss):
         inf_net: q(z|x); needs ``rsample``.
         gen_model: p(x, z).
         n_samples: K, samples per data point.
-        validate: see :class:`~blackbox_vae.losses.Loss`.
+        validate: see `Loss`.
 
     Raises:
         TypeError: if ``inf_net`` does not implement ``rsample``.

@@ -52,18 +52,19 @@ class GumbelSoftmaxLoss(Loss):
 
     Relaxed objective optimized (``straight_through=False``):
 
-    .. math::
-        \mathcal{L}_\tau(x) = \mathbb{E}_{y \sim \mathrm{Concrete}_\tau(q(\cdot|x))}
-            \big[\log p(x, y) - \log q(y|x)\big]
+    $$
+    \mathcal{L}_\tau(x) = \mathbb{E}_{y \sim \mathrm{Concrete}_\tau(q(\cdot|x))}
+        \big[\log p(x, y) - \log q(y|x)\big]
+    $$
 
     where ``y`` is a relaxed sample (a point of the simplex, or of [0, 1] for
     Bernoulli latents) from ``inf_net.rsample(n, temperature=tau)``, and both
     log-probabilities are the models' own ``log_prob`` evaluated at ``y`` (for
     the library's Bernoulli and categorical models, the discrete log-mass
-    extended linearly, :math:`\sum_i y_i \log \pi_i`). The gradient is the
-    pathwise derivative of :math:`\mathcal{L}_\tau`'s estimate, unbiased for
-    :math:`\nabla\mathcal{L}_\tau` but biased for the ELBO's gradient; the bias
-    vanishes as :math:`\tau \to 0` while the variance grows. The reported
+    extended linearly, $\sum_i y_i \log \pi_i$). The gradient is the
+    pathwise derivative of $\mathcal{L}_\tau$'s estimate, unbiased for
+    $\nabla\mathcal{L}_\tau$ but biased for the ELBO's gradient; the bias
+    vanishes as $\tau \to 0$ while the variance grows. The reported
     objective is the relaxed one.
 
     Straight-through (``straight_through=True``): the forward pass uses exact
@@ -76,14 +77,14 @@ class GumbelSoftmaxLoss(Loss):
 
     Args:
         inf_net: an InfNet whose ``rsample`` takes ``temperature`` (and
-            ``straight_through``), e.g. a :class:`~blackbox_vae.RelaxedBernoulliInfNet` or
-            :class:`~blackbox_vae.RelaxedCategoricalInfNet`.
+            ``straight_through``), e.g. a `RelaxedBernoulliInfNet` or
+            `RelaxedCategoricalInfNet`.
         gen_model: p(x, z), scoring relaxed latents.
         n_samples: K.
         temperature: a float > 0, or a schedule ``step -> float`` such as
-            :class:`TemperatureSchedule`, evaluated at the loss's call count.
+            `TemperatureSchedule`, evaluated at the loss's call count.
         straight_through: use the straight-through variant.
-        validate: see :class:`~blackbox_vae.losses.Loss`.
+        validate: see `Loss`.
 
     Raises:
         TypeError: if ``inf_net.rsample`` does not take ``temperature`` (or ``straight_through``).

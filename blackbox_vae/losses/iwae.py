@@ -25,27 +25,28 @@ class IWAELoss(Loss):
 
     Objective (reported):
 
-    .. math::
-        \hat{\mathcal{L}}_K(x) = \log \frac{1}{K}\sum_{k=1}^K w_k,\quad
-        w_k = \frac{p(x, z_k)}{q(z_k|x)},\ z_k = g_\phi(\epsilon_k, x)
+    $$
+    \hat{\mathcal{L}}_K(x) = \log \frac{1}{K}\sum_{k=1}^K w_k,\quad
+    w_k = \frac{p(x, z_k)}{q(z_k|x)},\ z_k = g_\phi(\epsilon_k, x)
+    $$
 
-    Gradients, with :math:`\tilde w_k = w_k/\sum_j w_j`; for :math:`\theta` always
-    :math:`\sum_k \tilde w_k \nabla_\theta \log p(x, z_k)`. For :math:`\phi`:
+    Gradients, with $\tilde w_k = w_k/\sum_j w_j$; for $\theta$ always
+    $\sum_k \tilde w_k \nabla_\theta \log p(x, z_k)$. For $\phi$:
 
-    - ``"reparam"``: the total derivative of :math:`\hat{\mathcal{L}}_K`, through the
-      samples and through q's parameters in :math:`\log q`. Unbiased. With K = 1 it
-      is :class:`~blackbox_vae.ELBOLoss`.
+    - ``"reparam"``: the total derivative of $\hat{\mathcal{L}}_K$, through the
+      samples and through q's parameters in $\log q$. Unbiased. With K = 1 it
+      is `ELBOLoss`.
     - ``"stl"`` (sticking the landing, Roeder et al. 2017):
-      :math:`\sum_k \tilde w_k \frac{\partial \log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi}`,
-      dropping the score term :math:`\partial \log q / \partial\phi` at fixed z.
+      $\sum_k \tilde w_k \frac{\partial \log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi}$,
+      dropping the score term $\partial \log q / \partial\phi$ at fixed z.
       Unbiased for K = 1 (that term has mean zero); for K > 1 it is biased
       (Tucker et al. 2019), though often useful.
     - ``"dreg"`` (doubly reparameterized, Tucker et al. 2019):
-      :math:`\sum_k \tilde w_k^2 \frac{\partial \log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi}`.
-      Unbiased for every K, with a signal-to-noise ratio for :math:`\phi` that does
+      $\sum_k \tilde w_k^2 \frac{\partial \log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi}$.
+      Unbiased for every K, with a signal-to-noise ratio for $\phi$ that does
       not vanish as K grows.
 
-    ``"stl"`` and ``"dreg"`` take :math:`\partial \log w_k/\partial z_k` with one
+    ``"stl"`` and ``"dreg"`` take $\partial \log w_k/\partial z_k$ with one
     ``torch.autograd.grad`` call on a detached copy of the samples and push it
     back along the sampling path, so they work for any InfNet with ``rsample``
     (tuple/dict latents too) at the cost of one extra partial backward pass.
@@ -58,7 +59,7 @@ class IWAELoss(Loss):
         gen_model: p(x, z).
         n_samples: K.
         gradient: ``"reparam"``, ``"stl"`` or ``"dreg"``.
-        validate: see :class:`~blackbox_vae.losses.Loss`.
+        validate: see `Loss`.
 
     References:
         Burda, Grosse & Salakhutdinov (2016), Importance weighted autoencoders.

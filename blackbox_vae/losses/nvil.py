@@ -37,34 +37,35 @@ class NVILBaseline(nn.Module):
 class NVILLoss(Loss):
     r"""NVIL (Mnih & Gregor 2014): score function with variance-reduction ingredients.
 
-    Objective (reported): the ELBO, estimated as :math:`\frac{1}{K}\sum_k \ell_k` with
-    :math:`\ell_k = \log p(x, z_k) - \log q(z_k|x)`.
+    Objective (reported): the ELBO, estimated as $\frac{1}{K}\sum_k \ell_k$ with
+    $\ell_k = \log p(x, z_k) - \log q(z_k|x)$.
 
     Gradient:
 
-    .. math::
-        \nabla_\theta = \frac{1}{K}\sum_k \nabla_\theta \log p(x, z_k), \qquad
-        \nabla_\phi = \frac{1}{K}\sum_k \frac{\ell_k - C_\psi(x) - c}{\max(1, \sqrt{v})}\,
-        \nabla_\phi \log q(z_k|x)
+    $$
+    \nabla_\theta = \frac{1}{K}\sum_k \nabla_\theta \log p(x, z_k), \qquad
+    \nabla_\phi = \frac{1}{K}\sum_k \frac{\ell_k - C_\psi(x) - c}{\max(1, \sqrt{v})}\,
+    \nabla_\phi \log q(z_k|x)
+    $$
 
     Ingredients, each optional:
 
-    - ``baseline_net``: :math:`C_\psi(x)`, any module mapping data ``[batch, ...]``
-      to ``[batch]`` (e.g. :class:`NVILBaseline`). The loss trains it itself, by
-      adding :math:`\frac{1}{K}\sum_k (\ell_k - C_\psi(x) - c)^2` to the surrogate
-      (that term reaches only :math:`\psi`); its parameters are part of
+    - ``baseline_net``: $C_\psi(x)$, any module mapping data ``[batch, ...]``
+      to ``[batch]`` (e.g. `NVILBaseline`). The loss trains it itself, by
+      adding $\frac{1}{K}\sum_k (\ell_k - C_\psi(x) - c)^2$ to the surrogate
+      (that term reaches only $\psi$); its parameters are part of
       ``loss.parameters()``.
-    - ``running_mean``: :math:`c`, a moving average of :math:`\ell - C_\psi(x)`
+    - ``running_mean``: $c$, a moving average of $\ell - C_\psi(x)$
       over past calls (decay ``decay``).
     - ``variance_normalization``: divide the centred signal by
-      :math:`\max(1, \sqrt{v})`, :math:`v` a moving average of the batch
-      variance of :math:`\ell - C_\psi(x)`.
+      $\max(1, \sqrt{v})$, $v$ a moving average of the batch
+      variance of $\ell - C_\psi(x)$.
 
-    Unbiasedness: :math:`C_\psi(x)` and :math:`c` do not depend on the current
+    Unbiasedness: $C_\psi(x)$ and $c$ do not depend on the current
     samples (``c`` and ``v`` are updated after the gradient is formed), so with
     variance normalization off the estimator is unbiased for the ELBO gradient
     in both parameter sets, with any combination of the other two. Variance
-    normalization rescales q's gradient by :math:`1/\max(1, \sqrt{v})`: its
+    normalization rescales q's gradient by $1/\max(1, \sqrt{v})$: its
     expected direction is kept but its size is not, so it is then biased
     (a per-step rescaling of q's learning rate, as in the paper).
 
@@ -75,11 +76,11 @@ class NVILLoss(Loss):
         inf_net: q(z|x); needs ``sample`` and ``log_prob``.
         gen_model: p(x, z).
         n_samples: K (the paper uses 1).
-        baseline_net: :math:`C_\psi`, or ``None`` for no input-dependent baseline.
-        running_mean: subtract the moving average :math:`c`.
-        variance_normalization: divide by :math:`\max(1, \sqrt{v})`.
+        baseline_net: $C_\psi$, or ``None`` for no input-dependent baseline.
+        running_mean: subtract the moving average $c$.
+        variance_normalization: divide by $\max(1, \sqrt{v})$.
         decay: decay of the moving averages, in [0, 1) (the paper's alpha: 0.8).
-        validate: see :class:`~blackbox_vae.losses.Loss`.
+        validate: see `Loss`.
 
     References:
         Mnih & Gregor (2014), Neural variational inference and learning in belief networks.

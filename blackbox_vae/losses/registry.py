@@ -36,7 +36,7 @@ def build_loss(name: str, inf_net: InfNet, gen_model: GenModel, n_samples: int, 
     """A loss object by name; options that do not apply to it are ignored.
 
     Args:
-        name: one of :data:`LOSSES`.
+        name: one of `LOSSES`.
         n_samples: K.
         data_dim: input size of NVIL's baseline network.
         baseline: ``ScoreFunctionLoss``'s baseline (``None``, ``"mean"``, ``"leave-one-out"``).
@@ -46,7 +46,7 @@ def build_loss(name: str, inf_net: InfNet, gen_model: GenModel, n_samples: int, 
             ``max(0.5, exp(-1e-4 t))`` updated every 500 steps.
         straight_through: Gumbel-softmax's straight-through variant.
         gradient: IWAE's (``"reparam"``, ``"stl"``, ``"dreg"``).
-        validate: see :class:`~blackbox_vae.losses.Loss`.
+        validate: see `Loss`.
 
     Raises:
         ValueError: for an unknown name.

@@ -23,20 +23,20 @@ class RWSLoss(Loss):
     r"""Reweighted wake-sleep (Bornschein & Bengio 2015; Le et al. 2019).
 
     Objective (reported): the K-sample bound
-    :math:`\hat{\mathcal{L}}_K = \log \frac{1}{K}\sum_k w_k`, :math:`w_k = p(x, z_k)/q(z_k|x)`,
-    :math:`z_k \sim q(z|x)`.
+    $\hat{\mathcal{L}}_K = \log \frac{1}{K}\sum_k w_k$, $w_k = p(x, z_k)/q(z_k|x)$,
+    $z_k \sim q(z|x)$.
 
-    Updates, with self-normalized weights :math:`\tilde w_k = w_k / \sum_j w_j`
+    Updates, with self-normalized weights $\tilde w_k = w_k / \sum_j w_j$
     (treated as constants):
 
-    - wake-theta (always, for p): :math:`\sum_k \tilde w_k \nabla_\theta \log p(x, z_k)`,
-      the IWAE gradient for :math:`\theta`, unbiased for :math:`\nabla_\theta\,\mathbb{E}[\hat{\mathcal{L}}_K]`.
-    - wake-phi (``phi_update="wake"``): :math:`\sum_k \tilde w_k \nabla_\phi \log q(z_k|x)`,
-      a self-normalized estimate of :math:`-\nabla_\phi \mathrm{KL}(p(z|x)\,\|\,q(z|x))`, biased
+    - wake-theta (always, for p): $\sum_k \tilde w_k \nabla_\theta \log p(x, z_k)$,
+      the IWAE gradient for $\theta$, unbiased for $\nabla_\theta\,\mathbb{E}[\hat{\mathcal{L}}_K]$.
+    - wake-phi (``phi_update="wake"``): $\sum_k \tilde w_k \nabla_\phi \log q(z_k|x)$,
+      a self-normalized estimate of $-\nabla_\phi \mathrm{KL}(p(z|x)\,\|\,q(z|x))$, biased
       for finite K, consistent as K grows.
-    - sleep-phi (``"sleep"``): dream :math:`(x', z') \sim p` with ``gen_model.sample`` and
-      ascend :math:`\nabla_\phi \log q(z'|x')`, unbiased for
-      :math:`-\nabla_\phi\,\mathbb{E}_{p(x)}\mathrm{KL}(p(z|x)\,\|\,q(z|x))`.
+    - sleep-phi (``"sleep"``): dream $(x', z') \sim p$ with ``gen_model.sample`` and
+      ascend $\nabla_\phi \log q(z'|x')$, unbiased for
+      $-\nabla_\phi\,\mathbb{E}_{p(x)}\mathrm{KL}(p(z|x)\,\|\,q(z|x))$.
     - ``"wake-sleep"``: the average of the two.
 
     Each term reaches only its own parameter set (latents and dreams are
@@ -51,7 +51,7 @@ class RWSLoss(Loss):
         n_samples: K; the wake-phi update needs K >= 2 (with K = 1 its expectation is zero).
         phi_update: ``"wake"``, ``"sleep"`` or ``"wake-sleep"``.
         n_dreams: dreamed pairs per sleep phase (default: the batch size).
-        validate: see :class:`~blackbox_vae.losses.Loss`.
+        validate: see `Loss`.
 
     References:
         Bornschein & Bengio (2015), Reweighted wake-sleep. Le, Kosiorek, Siddharth, Teh & Wood (2019),

@@ -22,21 +22,23 @@ _BASELINES = (None, "mean", "leave-one-out")
 class ScoreFunctionLoss(Loss):
     r"""Score-function (REINFORCE) estimator of the ELBO's gradient.
 
-    .. math::
-        \mathcal{L}(x) = \frac{1}{K}\sum_{k=1}^{K} \big[\log p(x, z_k) - \log q(z_k|x)\big],
-        \quad z_k \sim q(z|x)
+    $$
+    \mathcal{L}(x) = \frac{1}{K}\sum_{k=1}^{K} \big[\log p(x, z_k) - \log q(z_k|x)\big],
+    \quad z_k \sim q(z|x)
+    $$
 
-    Gradients, with the learning signal :math:`\ell_k = \log p(x, z_k) - \log q(z_k|x)`:
+    Gradients, with the learning signal $\ell_k = \log p(x, z_k) - \log q(z_k|x)$:
 
-    .. math::
-        \nabla_\theta = \frac{1}{K}\sum_k \nabla_\theta \log p(x, z_k), \qquad
-        \nabla_\phi = \frac{1}{K}\sum_k (\ell_k - b_k)\, \nabla_\phi \log q(z_k|x)
+    $$
+    \nabla_\theta = \frac{1}{K}\sum_k \nabla_\theta \log p(x, z_k), \qquad
+    \nabla_\phi = \frac{1}{K}\sum_k (\ell_k - b_k)\, \nabla_\phi \log q(z_k|x)
+    $$
 
-    The term :math:`-\nabla_\phi \log q` of the pathwise part has mean zero
+    The term $-\nabla_\phi \log q$ of the pathwise part has mean zero
     and is left out. Both gradients are unbiased for every baseline here,
-    because each :math:`b_k` is independent of :math:`z_k`:
+    because each $b_k$ is independent of $z_k$:
 
-    - ``None``: :math:`b_k = 0`.
+    - ``None``: $b_k = 0$.
     - ``"mean"``: an exponential moving average of the batch-mean learning
       signal over past calls (bias-corrected as in Adam, so early calls are not
       pulled towards zero), updated after the gradient is formed.
@@ -52,7 +54,7 @@ class ScoreFunctionLoss(Loss):
         n_samples: K, samples per data point.
         baseline: ``None``, ``"mean"`` or ``"leave-one-out"``.
         baseline_decay: decay of the ``"mean"`` baseline's moving average, in [0, 1).
-        validate: see :class:`~blackbox_vae.losses.Loss`.
+        validate: see `Loss`.
 
     Raises:
         ValueError: for an unknown ``baseline``, a ``baseline_decay`` outside

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from blackbox_vae.gen_model import GenModel
+from blackbox_vae.inf_net import InfNet
 from blackbox_vae.losses._importance import log_mean_exp, log_mean_exp_replacing_each
 from blackbox_vae.losses.base import Loss
 
@@ -18,34 +20,36 @@ class VIMCOLoss(Loss):
 
     Objective (reported):
 
-    .. math::
-        \hat{\mathcal{L}}_K(x) = \log \frac{1}{K}\sum_{k=1}^{K} w_k, \quad
-        w_k = \frac{p(x, z_k)}{q(z_k|x)},\ z_k \sim q(z|x)
+    $$
+    \hat{\mathcal{L}}_K(x) = \log \frac{1}{K}\sum_{k=1}^{K} w_k, \quad
+    w_k = \frac{p(x, z_k)}{q(z_k|x)},\ z_k \sim q(z|x)
+    $$
 
-    Gradient, with normalized weights :math:`\tilde w_k = w_k / \sum_j w_j`:
+    Gradient, with normalized weights $\tilde w_k = w_k / \sum_j w_j$:
 
-    .. math::
-        \nabla_\theta = \sum_k \tilde w_k \nabla_\theta \log p(x, z_k), \qquad
-        \nabla_\phi = \sum_k \big(\hat{\mathcal{L}}_K - \hat{\mathcal{L}}_K^{-k}\big)\nabla_\phi \log q(z_k|x)
-                     - \sum_k \tilde w_k \nabla_\phi \log q(z_k|x)
+    $$
+    \nabla_\theta = \sum_k \tilde w_k \nabla_\theta \log p(x, z_k), \qquad
+    \nabla_\phi = \sum_k \big(\hat{\mathcal{L}}_K - \hat{\mathcal{L}}_K^{-k}\big)\nabla_\phi \log q(z_k|x)
+                 - \sum_k \tilde w_k \nabla_\phi \log q(z_k|x)
+    $$
 
-    where :math:`\hat{\mathcal{L}}_K^{-k}` replaces :math:`w_k` by the geometric
-    mean of the other weights, :math:`\exp(\frac{1}{K-1}\sum_{j\neq k}\log w_j)`
+    where $\hat{\mathcal{L}}_K^{-k}$ replaces $w_k$ by the geometric
+    mean of the other weights, $\exp(\frac{1}{K-1}\sum_{j\neq k}\log w_j)$
     (the paper's geometric-mean variant). The baseline of sample k does not
-    depend on :math:`z_k`, so the estimator is unbiased for the gradient of
-    :math:`\mathbb{E}[\hat{\mathcal{L}}_K]` in both parameter sets.
+    depend on $z_k$, so the estimator is unbiased for the gradient of
+    $\mathbb{E}[\hat{\mathcal{L}}_K]$ in both parameter sets.
 
     All K leave-one-out terms are computed together in O(K) time and memory per
     data point (prefix/suffix log-sum-exps; no K x K matrix).
 
-    Cost per step: as :class:`~blackbox_vae.ScoreFunctionLoss` with K samples.
+    Cost per step: as `ScoreFunctionLoss` with K samples.
     Needs ``n_samples >= 2``.
 
     Args:
         inf_net: q(z|x); needs ``sample`` and ``log_prob``.
         gen_model: p(x, z).
         n_samples: K >= 2.
-        validate: see :class:`~blackbox_vae.losses.Loss`.
+        validate: see `Loss`.
 
     References:
         Mnih & Rezende (2016), Variational inference for Monte Carlo objectives.
@@ -55,7 +59,7 @@ class VIMCOLoss(Loss):
     min_samples = 2
     min_samples_reason = "each sample's baseline is built from the other samples"
 
-    def __init__(self, inf_net, gen_model, n_samples: int = 2, *, validate: bool = True):
+    def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 2, *, validate: bool = True):
         super().__init__(inf_net, gen_model, n_samples, validate=validate)
 
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:

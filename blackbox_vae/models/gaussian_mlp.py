@@ -41,7 +41,7 @@ class GaussianMLPInfNet(InfNet):
         latent_dim: H.
         hidden: hidden-layer widths of the MLP.
 
-    Shapes: data ``[batch, D]``, latents ``[batch, n_samples, H]``. After :meth:`forward`,
+    Shapes: data ``[batch, D]``, latents ``[batch, n_samples, H]``. After `forward`,
     ``params_`` is ``(loc, scale)``, each ``[batch, H]``.
     """
 
@@ -105,7 +105,7 @@ class GaussianMLPGenModel(GenModel):
         hidden: hidden-layer widths of the decoder MLP.
         likelihood: ``"gaussian"`` (a learned per-dimension scale) or ``"bernoulli"``.
 
-    Shapes: data ``[batch, D]``, latents ``[batch, n_samples, H]``. After :meth:`forward`, ``params_``
+    Shapes: data ``[batch, D]``, latents ``[batch, n_samples, H]``. After `forward`, ``params_``
     holds the decoder's output ``[batch, n_samples, D]`` (means, or logits).
     """
 

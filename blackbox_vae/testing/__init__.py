@@ -1,10 +1,10 @@
 """blackbox_vae.testing: tools to test gradient estimators and the models they run on.
 
-- Exact references by enumeration (:mod:`~blackbox_vae.testing.enumeration`) and in closed form
-  (:mod:`~blackbox_vae.testing.linear_gaussian`).
-- Statistical assertions: :func:`assert_unbiased`, :func:`gradient_variance`, :func:`compare_variance`.
-- Contract checks for users' models: :func:`check_inf_net`, :func:`check_gen_model`.
-- Hypothesis strategies in :mod:`blackbox_vae.testing.strategies` (imported on first use; needs
+- Exact references by enumeration (`enumeration`) and in closed form
+  (`linear_gaussian`).
+- Statistical assertions: `assert_unbiased`, `gradient_variance`, `compare_variance`.
+- Contract checks for users' models: `check_inf_net`, `check_gen_model`.
+- Hypothesis strategies in `strategies` (imported on first use; needs
   ``hypothesis``, installed with ``pip install blackbox_vae[test]``).
 """
 

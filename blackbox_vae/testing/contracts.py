@@ -1,7 +1,7 @@
 """Contract checks for users' InfNet and GenModel subclasses.
 
 ``check_inf_net(inf_net, data)`` and ``check_gen_model(gen_model, data)`` run a
-model through what the losses rely on and raise :class:`ContractError` (an
+model through what the losses rely on and raise `ContractError` (an
 ``AssertionError``, so pytest reports it as a failure) with a message that says
 what to fix:
 

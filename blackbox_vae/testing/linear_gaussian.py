@@ -134,7 +134,7 @@ def quadrature_gradients(inf_net: DistributionInfNet, gen_model: DistributionGen
                          module: nn.Module, n_nodes: int = 40) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """The exact gradient of ``-E[L_K]`` (mean over the batch) for ``module``'s parameters, and its numerical error.
 
-    Evaluates :func:`quadrature_iwae_bound` with ``n_nodes`` and with half as many again, and reports
+    Evaluates `quadrature_iwae_bound` with ``n_nodes`` and with half as many again, and reports
     the larger rule's gradient with the absolute difference as its error, ready for
     ``assert_unbiased(..., reference_error=error)``.
 

@@ -10,7 +10,7 @@
         assert_unbiased(loss, model.replicated_data(), gradients(-exact.mean(), loss), false_failure_rate=1e-5)
 
 Every drawn model is seeded from the example (its ``seed`` field), so a
-failure reproduces; :func:`register_profiles` sets up a quick profile for CI
+failure reproduces; `register_profiles` sets up a quick profile for CI
 and a thorough one for local runs.
 """
 
@@ -124,9 +124,9 @@ def small_discrete_models(draw, kinds: tuple[str, ...] = ("bernoulli", "categori
                           device: str | torch.device = "cpu") -> DiscreteModel:
     """Random small discrete latent-variable models with data, enumerable exactly.
 
-    ``"bernoulli"``: a one-layer sigmoid belief network (:class:`~blackbox_vae.models.SBNInfNet` /
+    ``"bernoulli"``: a one-layer sigmoid belief network (`SBNInfNet` /
     ``SBNGenModel``) with 1..``max_latents`` latents. ``"categorical"``: one-hot latents
-    (:class:`~blackbox_vae.models.CategoricalInfNet` / ``CategoricalGenModel``, linear maps, a learned
+    (`CategoricalInfNet` / ``CategoricalGenModel``, linear maps, a learned
     prior), 1..2 latents of 2..``max_classes`` classes. Observations: 1..``max_data_dim`` binary units.
 
     Parameters are uniform, scaled so that every logit is at most a drawn bound in absolute value; the

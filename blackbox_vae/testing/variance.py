@@ -49,7 +49,7 @@ def gradient_variance(loss: nn.Module, data: Tensor, n_draws: int = 100, paramet
             (e.g. ``"inf_net"`` for the inference network); all by default.
 
     Returns:
-        a :class:`VarianceReport`.
+        a `VarianceReport`.
     """
     if n_draws < 2:
         raise ValueError(f"gradient_variance: `n_draws` must be >= 2; got {n_draws}.")
@@ -74,5 +74,5 @@ def gradient_variance(loss: nn.Module, data: Tensor, n_draws: int = 100, paramet
 
 def compare_variance(losses: Mapping[str, nn.Module], data: Tensor, n_draws: int = 100,
                      parameters: Optional[str] = None) -> dict[str, VarianceReport]:
-    """:func:`gradient_variance` for several named losses on the same data: ``{name: report}``."""
+    """`gradient_variance` for several named losses on the same data: ``{name: report}``."""
     return {name: gradient_variance(loss, data, n_draws, parameters) for name, loss in losses.items()}
