@@ -42,6 +42,13 @@ def latent_leaves(latents: Latents, prefix: str = "latents") -> list[tuple[str, 
     """Returns ``(path, tensor)`` pairs for every tensor in ``latents``.
 
     The path (``latents['z1']``, ``latents[0]``) is used in error messages.
+
+    Args:
+        latents: a tensor, or a tuple, list or dict of them, nested to any depth.
+        prefix: the path of ``latents`` itself, to which keys and indices are appended.
+
+    Raises:
+        TypeError: if ``latents`` holds something other than tensors, tuples/lists and dicts.
     """
     if isinstance(latents, Tensor):
         return [(prefix, latents)]

@@ -30,6 +30,9 @@ BUDGETS = {
     # Every run sees 3,000 x 24 = 72,000 examples (1.4 epochs of the 50,000 training images).
     "reduced": Budget(steps=3000, batch_size=24, lr=1e-3, eval_every=500, eval_k=100, eval_size=1000,
                       test_k=1000, test_limit=1000, headline_test_k=5000),
+    # Ten times the reduced budget (14 epochs), for the headline runs: how the gap to the papers closes.
+    "extended": Budget(steps=30_000, batch_size=24, lr=1e-3, eval_every=3000, eval_k=100, eval_size=1000,
+                       test_k=1000, test_limit=1000, headline_test_k=5000),
     # A few steps of everything: checks that the pipeline runs end to end.
     "smoke": Budget(steps=20, batch_size=24, lr=1e-3, eval_every=10, eval_k=10, eval_size=100, test_k=10,
                     test_limit=50, headline_test_k=20),

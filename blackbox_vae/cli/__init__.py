@@ -34,6 +34,14 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``blackbox-vae`` argument parser, with its ``train``, ``evaluate`` and ``sample`` subcommands.
+
+    The ``train`` flags default to "not given" (``argparse.SUPPRESS``), so that only the flags on the
+    command line override the values of a ``--config`` file and of `TrainConfig`.
+
+    Returns:
+        the parser; ``parse_args`` leaves the subcommand's name in ``args.command``.
+    """
     parser = argparse.ArgumentParser(prog="blackbox-vae", description="Train, evaluate and sample latent-variable "
                                      "models with the gradient estimators of blackbox_vae.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("test", "valid", "train"), default="test")
     evaluate.add_argument("--batch-size", type=int, default=100, help="data points per chunk")
     evaluate.add_argument("--sample-chunk", type=int, default=1000, help="samples per chunk")
-    evaluate.add_argument("--limit", type=int, help="evaluate on a fixed random subset of LIMIT data points, the same for every run (default all)")
+    evaluate.add_argument("--limit", type=int,
+                          help="evaluate on a fixed random subset of LIMIT data points, the same for every run "
+                               "(default all)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--seed", type=int, default=0)
 
@@ -101,6 +111,20 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the ``blackbox-vae`` command line: parses ``argv`` and trains, evaluates or samples.
+
+    Prints a one-line summary (``evaluate`` also prints its result as JSON). Configuration, checkpoint
+    and data-file errors are printed to stderr as ``blackbox-vae COMMAND: error: ...`` rather than raised.
+
+    Args:
+        argv: the arguments, without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        the exit status: 0 on success, 2 for a `ConfigError`, `CheckpointError` or `DataFileError`.
+
+    Raises:
+        SystemExit: from argparse, for ``--help`` or arguments it cannot parse.
+    """
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":

@@ -52,9 +52,21 @@ class BatchStream:
         return batch
 
     def state_dict(self) -> dict[str, Any]:
+        """The stream's position, to save with a checkpoint and restore with `load_state_dict`.
+
+        Returns:
+            ``{"generator", "order", "position"}``: the generator's state (a CPU ``uint8`` tensor), the
+            current epoch's row order (``[N]`` on the data's device, or ``None`` before the first batch)
+            and the index of the next batch's first row in it.
+        """
         return {"generator": self.generator.get_state(), "order": self._order, "position": self._position}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a position saved by `state_dict`, so the stream continues with the same batches.
+
+        Args:
+            state: a dict returned by `state_dict`; its row order is moved to the data's device.
+        """
         self.generator.set_state(state["generator"])
         self._order = None if state["order"] is None else state["order"].to(self.data.device)
         self._position = int(state["position"])

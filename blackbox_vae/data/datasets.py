@@ -46,6 +46,7 @@ class Dataset:
 
     @property
     def data_dim(self) -> int:
+        """D, the number of values per row (pixels per image)."""
         return self.train.shape[1]
 
     @property
@@ -54,6 +55,17 @@ class Dataset:
         return "gaussian" if self.binarization == "none" else "bernoulli"
 
     def split(self, name: str) -> Tensor:
+        """One split by name.
+
+        Args:
+            name: ``"train"``, ``"valid"`` or ``"test"``.
+
+        Returns:
+            that split's rows, ``[N, D]``.
+
+        Raises:
+            ValueError: for any other name.
+        """
         if name not in ("train", "valid", "test"):
             raise ValueError(f"Dataset.split: `name` must be 'train', 'valid' or 'test'; got {name!r}.")
         return getattr(self, name)
@@ -67,6 +79,11 @@ def load_mnist_idx(data_dir: Path, what: str = "MNIST") -> dict[str, tuple[np.nd
     """The four standard IDX files of MNIST or Fashion-MNIST: ``{"train": (images, labels), "test": ...}``.
 
     Images are uint8 ``[N, 28, 28]``, labels uint8 ``[N]``.
+
+    Args:
+        data_dir: the directory holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+            ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte`` (each may be gzipped, with ``.gz``).
+        what: the data set's name, used in error messages.
 
     Raises:
         DataFileError: for a missing file (naming the directory and the files expected) or a bad one.
@@ -140,8 +157,19 @@ def load_dataset(name: str, data_dir: Optional[Path] = None, binarization: Optio
     binarization of every image with ``seed``; "dynamic" keeps training intensities (to be binarized
     afresh each time an image is drawn) and binarizes the evaluation splits once with a fixed seed.
 
+    Args:
+        name: one of `DATASETS`.
+        data_dir: where the files are: the directory of the IDX files for ``mnist`` and ``fashion-mnist``;
+            the ``.npz`` file or its directory for ``binarized-mnist``. Not used for the others.
+        binarization: ``"static"`` or ``"dynamic"`` (default ``"dynamic"``); ``binarized-mnist``
+            accepts only ``"static"`` and ``gaussian-2d`` ignores it.
+        seed: seed of the static binarization of the training split, and of the ``gaussian-2d`` draws.
+
+    Returns:
+        the `Dataset`.
+
     Raises:
-        ValueError: for an unknown name or binarization.
+        ValueError: for an unknown name or binarization, or a missing ``data_dir``.
         DataFileError: for missing or malformed files.
     """
     if name not in DATASETS:

@@ -48,6 +48,9 @@ def _open(path: Path):
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file as a numpy array of its stored dtype and shape.
 
+    Args:
+        path: the file, gzip-compressed or not (recognized by its content, not its name).
+
     Raises:
         DataFileError: for a bad magic number, an unknown type code, or a size that does not match the header.
     """
@@ -76,8 +79,13 @@ def read_idx(path: Path) -> np.ndarray:
 def read_amat(path: Path, n_columns: int = 784) -> np.ndarray:
     """A whitespace-separated ``.amat`` file of 0/1 values as a uint8 array ``[N, n_columns]``.
 
+    Args:
+        path: the file, gzip-compressed or not.
+        n_columns: the number of values per row.
+
     Raises:
-        DataFileError: if a row does not have ``n_columns`` values or a value is not 0 or 1.
+        DataFileError: if the file cannot be read as numbers, a row does not have ``n_columns`` values
+            or a value is not 0 or 1.
     """
     path = Path(path)
     try:
@@ -94,6 +102,13 @@ def read_amat(path: Path, n_columns: int = 784) -> np.ndarray:
 
 def read_npz_splits(path: Path, splits: Sequence[str] = ("train", "valid", "test")) -> dict[str, np.ndarray]:
     """The named arrays of an ``.npz`` archive (no pickles allowed).
+
+    Args:
+        path: the archive.
+        splits: the names of the arrays to read.
+
+    Returns:
+        ``{name: array}`` for each of ``splits``.
 
     Raises:
         DataFileError: if the file is not an npz archive or lacks a split.

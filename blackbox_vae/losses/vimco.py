@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 
-import torch
 from torch import Tensor
 
 from blackbox_vae.gen_model import GenModel

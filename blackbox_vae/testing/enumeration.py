@@ -47,6 +47,17 @@ def integer_configurations(cardinalities: Sequence[int], *, max_configurations: 
                            dtype: torch.dtype | None = None, device=None) -> Tensor:
     """Every integer code with ``0 <= z_j < cardinalities[j]``: ``[prod(cardinalities), len(cardinalities)]``.
 
+    The codes are in lexicographic order, the last position varying fastest.
+
+    Args:
+        cardinalities: the number of values of each position.
+        max_configurations: the most codes allowed.
+        dtype: of the result (default: torch's default floating-point dtype).
+        device (str | torch.device | None): of the result (default: torch's default device).
+
+    Returns:
+        the codes, of ``dtype`` on ``device``.
+
     Raises:
         ValueError: if there are more than ``max_configurations``.
     """
@@ -60,6 +71,15 @@ def bernoulli_configurations(n_latents: int, *, max_configurations: int = DEFAUL
                              dtype: torch.dtype | None = None, device=None) -> Tensor:
     """Every vector in {0, 1}^n_latents: ``[2**n_latents, n_latents]``.
 
+    Args:
+        n_latents: the number of binary latents.
+        max_configurations: the most vectors allowed.
+        dtype: of the result (default: torch's default floating-point dtype).
+        device (str | torch.device | None): of the result (default: torch's default device).
+
+    Returns:
+        the vectors, of ``dtype`` on ``device``.
+
     Raises:
         ValueError: if there are more than ``max_configurations``.
     """
@@ -71,6 +91,16 @@ def bernoulli_configurations(n_latents: int, *, max_configurations: int = DEFAUL
 def categorical_configurations(n_latents: int, n_classes: int, *, max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
                                dtype: torch.dtype | None = None, device=None) -> Tensor:
     """Every assignment of ``n_latents`` one-hot categoricals: ``[n_classes**n_latents, n_latents, n_classes]``.
+
+    Args:
+        n_latents: the number of categorical latents.
+        n_classes: the classes of each.
+        max_configurations: the most assignments allowed.
+        dtype: of the result (default: torch's default floating-point dtype).
+        device (str | torch.device | None): of the result (default: torch's default device).
+
+    Returns:
+        the one-hot assignments, of ``dtype`` on ``device``.
 
     Raises:
         ValueError: if there are more than ``max_configurations``.
@@ -88,6 +118,16 @@ def configurations_for(inf_net: DistributionInfNet, data: Tensor, *,
 
     Supports Bernoulli, OneHotCategorical and Categorical distributions (wrapped in
     ``Independent`` or not), whose latents are independent per element.
+
+    Args:
+        inf_net: the inference network; it is run on the first row of ``data`` (which replaces its
+            ``params_``) to get the distribution.
+        data: ``[batch, *data_shape]``; only its first row is used.
+        max_configurations: the most configurations allowed.
+
+    Returns:
+        the configurations in the distribution's dtype and on its device (integer codes, in a
+        floating-point dtype, for Categorical).
 
     Raises:
         TypeError: for other distributions (pass configurations explicitly).
@@ -128,6 +168,9 @@ def exact_elbo(inf_net: InfNet, gen_model: GenModel, data: Tensor, configuration
     """sum_z q(z|x) [log p(x, z) - log q(z|x)], differentiable: ``[batch]``.
 
     Args:
+        inf_net: q(z|x).
+        gen_model: p(x, z).
+        data: ``[batch, *data_shape]``.
         configurations: every latent value, ``[S, *latent_shape]``.
     """
     log_q, log_p = _scores(inf_net, gen_model, data, configurations)
@@ -135,7 +178,13 @@ def exact_elbo(inf_net: InfNet, gen_model: GenModel, data: Tensor, configuration
 
 
 def exact_log_marginal(gen_model: GenModel, data: Tensor, configurations: Tensor) -> Tensor:
-    """log p(x) = logsumexp_z log p(x, z), differentiable: ``[batch]``."""
+    """log p(x) = logsumexp_z log p(x, z), differentiable: ``[batch]``.
+
+    Args:
+        gen_model: p(x, z).
+        data: ``[batch, *data_shape]``.
+        configurations: every latent value, ``[S, *latent_shape]``.
+    """
     latents = _per_datum(configurations, data.shape[0])
     log_p = gen_model(data, latents).log_prob(data, latents)  # [batch, S]
     return torch.logsumexp(log_p, dim=1)
@@ -179,13 +228,16 @@ def exact_iwae_bound(inf_net: InfNet, gen_model: GenModel, data: Tensor, configu
     """E[log (1/K) sum_k p(x, z_k)/q(z_k|x)] over z_1..z_K ~ q, exactly and differentiably: ``[batch]``.
 
     Args:
+        inf_net: q(z|x).
+        gen_model: p(x, z).
+        data: ``[batch, *data_shape]``.
         configurations: every latent value, ``[S, *latent_shape]``.
         n_samples: K.
         method: ``"multisets"`` (C(S+K-1, K) terms) or ``"tuples"`` (S**K terms, the definition).
         max_tuples: the most terms allowed.
 
     Raises:
-        ValueError: if the number of terms exceeds ``max_tuples``.
+        ValueError: for an unknown ``method``, or if the number of terms exceeds ``max_tuples``.
     """
     log_group_q, log_q, log_p = _group_scores(inf_net, gen_model, data, configurations, n_samples, method, max_tuples)
     estimate = torch.logsumexp(log_p - log_q, dim=-1) - math.log(n_samples)  # [batch, T]
@@ -201,6 +253,18 @@ def exact_rws_wake_objectives(inf_net: InfNet, gen_model: GenModel, data: Tensor
     ``d wake_phi / d phi = E[sum_k w~_k grad_phi log q(z_k|x)]``, the
     expectation over z_1..z_K ~ q taken exactly, with the normalized weights
     w~ treated as constants as RWS does.
+
+    Args:
+        inf_net: q(z|x).
+        gen_model: p(x, z).
+        data: ``[batch, *data_shape]``.
+        configurations: every latent value, ``[S, *latent_shape]``.
+        n_samples: K.
+        method: ``"multisets"`` (C(S+K-1, K) terms) or ``"tuples"`` (S**K terms, the definition).
+        max_tuples: the most terms allowed.
+
+    Raises:
+        ValueError: for an unknown ``method``, or if the number of terms exceeds ``max_tuples``.
     """
     log_group_q, log_q, log_p = _group_scores(inf_net, gen_model, data, configurations, n_samples, method, max_tuples)
     group_prob = log_group_q.detach().exp()  # [batch, T]
@@ -215,8 +279,13 @@ def exact_sleep_phi_objective(inf_net: InfNet, gen_model: GenModel, data_configu
     """sum_{x, z} p(x, z) log q(z|x) with p held constant: its phi-gradient is the exact expected sleep-phi update.
 
     Args:
+        inf_net: q(z|x).
+        gen_model: p(x, z).
         data_configurations: every data value, ``[Sx, *data_shape]``.
         configurations: every latent value, ``[S, *latent_shape]``.
+
+    Returns:
+        a scalar ``[]``.
     """
     latents = _per_datum(configurations, data_configurations.shape[0])  # [Sx, S, ...]
     log_p = gen_model(data_configurations, latents).log_prob(data_configurations, latents)  # [Sx, S]

@@ -60,6 +60,11 @@ def closed_form_elbo(inf_net: LinearGaussianInfNet, gen_model: LinearGaussianGen
     """The exact ELBO, differentiable in both models' parameters: ``[batch]``.
 
     E_q[log p(x|z)] + E_q[log p(z)] + H[q], each in closed form.
+
+    Args:
+        inf_net: q(z|x).
+        gen_model: p(x, z).
+        data: ``[batch, D]``.
     """
     mu = inf_net.linear(data)  # [batch, H]
     var_q = (2 * inf_net.log_scale).exp()  # [H]
@@ -77,7 +82,12 @@ def closed_form_elbo(inf_net: LinearGaussianInfNet, gen_model: LinearGaussianGen
 
 
 def closed_form_log_marginal(gen_model: LinearGaussianGenModel, data: Tensor) -> Tensor:
-    """log p(x) = log N(x; b, W W^T + sigma^2 I): ``[batch]``."""
+    """log p(x) = log N(x; b, W W^T + sigma^2 I): ``[batch]``.
+
+    Args:
+        gen_model: p(x, z).
+        data: ``[batch, D]``.
+    """
     weight, bias = gen_model.linear.weight, gen_model.linear.bias
     noise_var = (2 * gen_model.log_noise).exp()
     covariance = weight @ weight.T + noise_var * torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
@@ -85,7 +95,15 @@ def closed_form_log_marginal(gen_model: LinearGaussianGenModel, data: Tensor) ->
 
 
 def closed_form_posterior(gen_model: LinearGaussianGenModel, data: Tensor) -> MultivariateNormal:
-    """The exact posterior p(z|x) = N(S W^T (x - b) / sigma^2, S), S = (I + W^T W / sigma^2)^-1: batch ``[batch]``."""
+    """The exact posterior p(z|x) = N(S W^T (x - b) / sigma^2, S), S = (I + W^T W / sigma^2)^-1: batch ``[batch]``.
+
+    Args:
+        gen_model: p(x, z).
+        data: ``[batch, D]``.
+
+    Returns:
+        a ``MultivariateNormal`` of batch shape ``[batch]`` and event shape ``[H]``.
+    """
     weight, bias = gen_model.linear.weight, gen_model.linear.bias  # [D, H], [D]
     noise_var = (2 * gen_model.log_noise).exp()
     eye = torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device)
@@ -103,6 +121,14 @@ def quadrature_iwae_bound(inf_net: DistributionInfNet, gen_model: DistributionGe
     exact expectation of the reparameterized IWAE gradient (to quadrature
     precision, far below Monte Carlo error for smooth models such as the
     linear Gaussian one). Works for any GenModel.
+
+    Args:
+        inf_net: q(z|x), whose distribution must be a ``Normal`` with latents ``[batch, n_samples, H]``.
+        gen_model: p(x, z).
+        data: ``[batch, *data_shape]``.
+        n_samples: K.
+        n_nodes: quadrature nodes per dimension.
+        max_points: the most grid points allowed.
 
     Raises:
         TypeError: unless q is a ``torch.distributions.Normal``.
@@ -138,8 +164,20 @@ def quadrature_gradients(inf_net: DistributionInfNet, gen_model: DistributionGen
     the larger rule's gradient with the absolute difference as its error, ready for
     ``assert_unbiased(..., reference_error=error)``.
 
+    Args:
+        inf_net: q(z|x), as for `quadrature_iwae_bound`.
+        gen_model: p(x, z).
+        data: ``[batch, *data_shape]``.
+        n_samples: K.
+        module: the module whose parameters to differentiate (e.g. ``inf_net``).
+        n_nodes: quadrature nodes per dimension of the coarser rule.
+
     Returns:
         ``(gradients, errors)``, both ``{parameter name: tensor}``.
+
+    Raises:
+        TypeError: unless q is a ``torch.distributions.Normal``.
+        ValueError: if a quadrature grid is too large (see `quadrature_iwae_bound`).
     """
     from blackbox_vae.testing.statistics import gradients  # avoid a cycle at import time
 

@@ -12,7 +12,17 @@ __all__ = ["gradients", "gradient_draws", "assert_unbiased", "critical_value"]
 
 
 def gradients(scalar: Tensor, module: nn.Module) -> dict[str, Tensor]:
-    """d scalar / d parameter for every named parameter of ``module`` (zeros where unused)."""
+    """d scalar / d parameter for every named parameter of ``module`` (zeros where unused).
+
+    Uses ``torch.autograd.grad``, so the parameters' ``.grad`` are left alone.
+
+    Args:
+        scalar: a scalar ``[]`` that depends on ``module``'s parameters.
+        module: the module whose parameters (those with ``requires_grad``) to differentiate.
+
+    Returns:
+        ``{parameter name: gradient}``, each detached and of its parameter's shape.
+    """
     named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(scalar, [p for _, p in named], allow_unused=True)
     return {name: (torch.zeros_like(p) if g is None else g.detach()) for (name, p), g in zip(named, grads)}
@@ -22,6 +32,14 @@ def gradient_draws(loss: nn.Module, data: Tensor, n_draws: int, names: list[str]
     """``n_draws`` independent gradient estimates of ``loss(data)``: ``[n_draws, P]``.
 
     P is the total number of elements of the parameters in ``names``.
+
+    Args:
+        loss: a loss object (any module returning a scalar to minimize); each draw calls it and
+            backpropagates, so its parameters' ``.grad`` hold the last draw afterwards.
+        data: the batch to call it on.
+        n_draws: the number of estimates.
+        names: names of ``loss``'s parameters, whose flattened gradients are concatenated in this
+            order (zeros for a parameter that got none).
     """
     params = dict(loss.named_parameters())
     draws = []
@@ -42,6 +60,12 @@ def critical_value(false_failure_rate: float, n_comparisons: int, n_draws: int) 
     normal one by the Cornish-Fisher expansion (Abramowitz & Stegun 26.7.5),
     which is accurate to a few parts in a thousand for the tens of degrees of
     freedom and more used here; SciPy is not a dependency for this one number.
+
+    Args:
+        false_failure_rate: the chance that any of the comparisons exceeds the threshold when every
+            estimate is unbiased.
+        n_comparisons: the number of elements compared (the Bonferroni correction).
+        n_draws: the draws averaged in each comparison.
     """
     z = NormalDist().inv_cdf(1 - false_failure_rate / (2 * n_comparisons))
     nu = n_draws - 1

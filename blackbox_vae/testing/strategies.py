@@ -83,17 +83,37 @@ class LinearGaussianModel:
     seed: int
 
     def replicated_data(self, replicas: int = 100) -> Tensor:
+        """The data repeated ``replicas`` times, ``[replicas * batch, data_dim]``: one gradient draw then averages
+        ``replicas`` estimates per point."""
         return self.data.repeat(replicas, 1)
 
 
 def n_samples(min_value: int = 1, max_value: int = 4) -> st.SearchStrategy[int]:
-    """A number of samples K."""
+    """A number of samples K.
+
+    Args:
+        min_value: the smallest K drawn.
+        max_value: the largest K drawn.
+
+    Returns:
+        a strategy of integers in [``min_value``, ``max_value``].
+    """
     return st.integers(min_value, max_value)
 
 
 def binary_data(data_dim: int, min_batch: int = 1, max_batch: int = 3, dtype: torch.dtype = torch.float64
                 ) -> st.SearchStrategy[Tensor]:
-    """Batches of binary vectors ``[batch, data_dim]``."""
+    """Batches of binary vectors ``[batch, data_dim]``.
+
+    Args:
+        data_dim: the length of each vector.
+        min_batch: the fewest rows.
+        max_batch: the most rows.
+        dtype: of the tensors (on the CPU).
+
+    Returns:
+        a strategy of 0/1 tensors ``[batch, data_dim]``, with ``min_batch <= batch <= max_batch``.
+    """
     rows = st.lists(st.integers(0, 1), min_size=data_dim, max_size=data_dim)
     return st.lists(rows, min_size=min_batch, max_size=max_batch).map(lambda r: torch.tensor(r, dtype=dtype))
 

@@ -50,6 +50,9 @@ def gradient_variance(loss: nn.Module, data: Tensor, n_draws: int = 100, paramet
 
     Returns:
         a `VarianceReport`.
+
+    Raises:
+        ValueError: if ``n_draws < 2``, or no parameter matches ``parameters``.
     """
     if n_draws < 2:
         raise ValueError(f"gradient_variance: `n_draws` must be >= 2; got {n_draws}.")
@@ -74,5 +77,15 @@ def gradient_variance(loss: nn.Module, data: Tensor, n_draws: int = 100, paramet
 
 def compare_variance(losses: Mapping[str, nn.Module], data: Tensor, n_draws: int = 100,
                      parameters: Optional[str] = None) -> dict[str, VarianceReport]:
-    """`gradient_variance` for several named losses on the same data: ``{name: report}``."""
+    """`gradient_variance` for several named losses on the same data: ``{name: report}``.
+
+    Args:
+        losses: ``{name: loss object}``.
+        data: the batch, the same for every loss and draw.
+        n_draws: independent gradient draws per loss (>= 2).
+        parameters: measure only parameters whose name starts with this prefix; all by default.
+
+    Raises:
+        ValueError: if ``n_draws < 2``, or a loss has no parameter matching ``parameters``.
+    """
     return {name: gradient_variance(loss, data, n_draws, parameters) for name, loss in losses.items()}
