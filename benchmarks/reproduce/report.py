@@ -40,8 +40,10 @@ def update_results_table(path: Path, results: dict) -> None:
             f"{budget['steps']:,} steps of batch {budget['batch_size']}, Adam lr {budget['lr']}; test bound with "
             f"k={budget['test_k']} on {budget['test_limit'] or 'all 10,000'} test images"
             + (f" (headline runs also k={budget['headline_test_k']})" if budget.get("headline_test_k") else "")
-            + f". Curves: `img/reproduce-{results['experiment']}-{results['budget']}.png`.\n\n"
-            f"{start}\n{HEADER}\n{end}\n")
+            + ".\n\n"
+            f"{start}\n{HEADER}\n{end}\n\n"
+            f"![validation bound against steps and seconds](img/reproduce-{results['experiment']}-"
+            f"{results['budget']}.png)\n")
     before, rest = text.split(start, 1)
     table, after = rest.split(end, 1)
     rows = [line for line in table.strip().splitlines()[2:] if line.startswith("|")]
@@ -73,7 +75,6 @@ def plot_experiment(experiment, results: list[dict], path: Path) -> None:
     by_steps.set_xlabel("training steps")
     by_seconds.set_xlabel("training seconds")
     by_steps.set_ylabel("validation bound (nats)")
-    by_seconds.set_xscale("log")
     by_seconds.legend(fontsize=7, loc="lower right", ncol=2)
     figure.suptitle(f"{experiment.title} ({results[0]['budget']} budget, {results[0]['device']})", fontsize=10)
     figure.tight_layout()

@@ -124,6 +124,10 @@ def main(argv=None):
             update_results_table(args.results, results[-1])
         if results:
             plot_experiment(experiment, results, args.results.parent / "img" / f"reproduce-{name}-{args.budget}.png")
+            # the runs' results.json files, collected where the repository keeps measured figures
+            summary = Path("benchmarks/results") / f"reproduce-{name}-{args.budget}.json"
+            summary.parent.mkdir(parents=True, exist_ok=True)
+            summary.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
