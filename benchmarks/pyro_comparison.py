@@ -342,13 +342,14 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="fewer cells (K in {1, 5}; VIMCO K up to 200)")
     parser.add_argument("--only", choices=("sbn", "gaussian", "small", "vimco"), help="one group of cells")
+    parser.add_argument("--ks", type=int, nargs="+", help="K values of the 784-dimensional models (default 1 5 50)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(loss) (column 'compiled')")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pyro_comparison"))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     pyro.enable_validation(False)
     torch.distributions.Distribution.set_default_validate_args(False)
-    ks = (1, 5) if args.quick else (1, 5, 50)
+    ks = tuple(args.ks) if args.ks else (1, 5) if args.quick else (1, 5, 50)
     common = dict(batch=args.batch_size, repeats=args.repeats, device=device, compile_step=args.compile)
     rows = []
     if args.only in (None, "sbn"):

@@ -56,15 +56,18 @@ def update_results_table(path: Path, results: dict) -> None:
 
 
 def plot_experiment(experiment, results: list[dict], path: Path) -> None:
-    """Validation bound against steps and against training seconds, a line per run."""
+    """Validation bound against steps and against training seconds: a colour per estimator, a line style per K."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, (by_steps, by_seconds) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    cmap = plt.get_cmap("tab20")
-    for index, result in enumerate(results):
+    figure, (by_steps, by_seconds) = plt.subplots(1, 2, figsize=(12, 6.2), sharey=True)
+    estimators = list(dict.fromkeys(result["estimator"] for result in results))
+    colours = plt.get_cmap("tab10")
+    styles = {1: ":", 5: "--"}  # K=50 (and any other K): solid
+    for result in results:
         curve = result["curve"]
         if not curve:
             continue
-        style = dict(color=cmap(index % 20), marker="o", markersize=3, linewidth=1.2,
+        style = dict(color=colours(estimators.index(result["estimator"]) % 10), marker="o", markersize=3,
+                     linewidth=1.3, linestyle=styles.get(result["n_samples"], "-"),
                      label=f"{result['estimator']}, K={result['n_samples']}")
         by_steps.plot([c["step"] for c in curve], [c["valid_bound"] for c in curve], **style)
         by_seconds.plot([c["seconds"] for c in curve], [c["valid_bound"] for c in curve], **style)
@@ -73,10 +76,13 @@ def plot_experiment(experiment, results: list[dict], path: Path) -> None:
         top = max(bounds)
         by_steps.set_ylim(max(min(bounds), top - 80), top + 3)
     by_steps.set_xlabel("training steps")
-    by_seconds.set_xlabel("training seconds")
+    by_seconds.set_xlabel("training seconds (validation included)")
     by_steps.set_ylabel("validation bound (nats)")
-    by_seconds.legend(fontsize=7, loc="lower right", ncol=2)
+    for axes in (by_steps, by_seconds):
+        axes.grid(alpha=0.3)
+    handles, labels = by_steps.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     figure.suptitle(f"{experiment.title} ({results[0]['budget']} budget, {results[0]['device']})", fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.05 + 0.022 * ((len(results) + 3) // 4), 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
