@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import math
 from typing import Any, ClassVar
 
 import torch
@@ -12,6 +11,7 @@ from torch import Tensor, nn
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents, map_latents
+from blackbox_vae.losses._importance import log_mean_exp
 from blackbox_vae.losses._checks import check_data, check_finite, check_latents, check_log_prob, check_n_samples
 
 __all__ = ["Loss"]
@@ -212,9 +212,8 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
 
     def _bounds(self, recorded: Tensor) -> Tensor:
         """``[steps, batch, ...]`` of what ``_estimate`` returned -> the batch-mean bound per step ``[steps]``."""
-        if self.recorded == "log-weights":
-            n_samples = recorded.shape[-1]
-            recorded = torch.logsumexp(recorded, dim=-1) - math.log(n_samples)
+        if self.recorded == "log-weights":  # [steps, batch, K] -> [steps, batch]
+            recorded = log_mean_exp(recorded.flatten(0, 1)).view(recorded.shape[:2])
         return recorded.flatten(1).mean(1)
 
     def get_extra_state(self) -> dict[str, Any]:

@@ -31,6 +31,11 @@ def _normal_log_prob(standardized: Tensor, log_scale_sum: Tensor | float) -> Ten
     return -0.5 * standardized.pow(2).sum(-1) - normalizer
 
 
+def _standard_noise(loc: Tensor, n_samples: int) -> Tensor:
+    """eps ~ N(0, I) shaped ``[batch, n_samples, H]`` for ``loc [batch, H]``, on its device and dtype."""
+    return torch.randn(loc.shape[0], n_samples, loc.shape[1], dtype=loc.dtype, device=loc.device)
+
+
 class GaussianMLPInfNet(InfNet):
     """q(z|x) = N(z; mu(x), diag(sigma(x)^2)), one MLP emitting both (sigma through a softplus).
 
@@ -63,13 +68,13 @@ class GaussianMLPInfNet(InfNet):
     def rsample(self, n_samples: int = 1) -> Tensor:
         """z = loc + scale * eps: ``[batch, n_samples, H]``, differentiable in the parameters."""
         loc, scale = self._loc_scale()
-        noise = torch.randn(loc.shape[0], n_samples, loc.shape[1], dtype=loc.dtype, device=loc.device)
+        noise = _standard_noise(loc, n_samples)
         return loc.unsqueeze(1) + scale.unsqueeze(1) * noise
 
     def rsample_and_log_prob(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
         """Fused: the standardized value of the sample is its noise, so log q needs no (z - loc) / scale."""
         loc, scale = self._loc_scale()
-        noise = torch.randn(loc.shape[0], n_samples, loc.shape[1], dtype=loc.dtype, device=loc.device)
+        noise = _standard_noise(loc, n_samples)
         latents = loc.unsqueeze(1) + scale.unsqueeze(1) * noise
         return latents, _normal_log_prob(noise, scale.log().sum(-1, keepdim=True))
 
@@ -90,7 +95,7 @@ class GaussianMLPInfNet(InfNet):
         """Fused: the standardized value of a fresh sample is its noise."""
         loc, scale = self._loc_scale()
         with torch.no_grad():
-            noise = torch.randn(loc.shape[0], n_samples, loc.shape[1], dtype=loc.dtype, device=loc.device)
+            noise = _standard_noise(loc, n_samples)
             latents = loc.unsqueeze(1) + scale.unsqueeze(1) * noise
         # scored as a fixed value: the score-function path differentiates log q in the parameters only
         return latents, self.log_prob(latents)
