@@ -26,11 +26,15 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     - every log-probability: ``[batch, n_samples]``, computed for all samples
       in one batched call.
 
-    Subclasses implement `forward`, `sample` and `log_prob`,
-    and optionally `rsample` (needed by reparameterized estimators) and
-    the fused `sample_and_log_prob` hook. For the common case where q is
-    a single ``torch.distributions`` object, subclass
-    `DistributionInfNet` instead.
+    Subclasses implement `forward`, `sample` and `log_prob`, and optionally
+    the hooks that some estimators need: `rsample` (a reparameterized sample:
+    `ELBOLoss`, `IWAELoss`) and `relaxed_rsample` (a sample from a continuous
+    relaxation of discrete latents: `GumbelSoftmaxLoss`), plus the fused
+    `sample_and_log_prob` / `rsample_and_log_prob` hooks for speed. Each
+    optional hook has a capability flag (`has_rsample`, `has_relaxed_rsample`)
+    that a loss reads at construction. For the common case where q is a
+    single ``torch.distributions`` object, subclass `DistributionInfNet`
+    instead.
 
     Attributes:
         params_: whatever `forward` computed for the last batch
@@ -74,9 +78,8 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     def rsample(self, n_samples: int = 1) -> Latents:
         """Reparameterized sample: like `sample`, with a gradient path to the parameters.
 
-        Optional. Reparameterized estimators (``ELBOLoss`` and, later, the
-        importance-weighted and relaxed ones) need it; score-function
-        estimators do not.
+        Optional. Reparameterized estimators (`ELBOLoss`, `IWAELoss`) need it;
+        score-function estimators do not.
 
         Raises:
             NotImplementedError: unless a subclass implements it.
@@ -85,6 +88,30 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
             f"`{type(self).__name__}.rsample` is not implemented. Reparameterized estimators such as "
             "ELBOLoss need a reparameterized sample; implement `rsample`, or use a score-function "
             "estimator such as ScoreFunctionLoss, which needs only `sample` and `log_prob`."
+        )
+
+    def relaxed_rsample(self, n_samples: int = 1, *, temperature: float, straight_through: bool = False) -> Latents:
+        """A reparameterized sample from a continuous relaxation of discrete latents (Gumbel-softmax / Concrete).
+
+        Optional; `GumbelSoftmaxLoss` needs it. `RelaxedBernoulliInfNet` and
+        `RelaxedCategoricalInfNet` implement it for Bernoulli and one-hot latents.
+
+        Args:
+            n_samples: samples per data point.
+            temperature: the relaxation's temperature, > 0.
+            straight_through: return exact discrete samples (the rounded relaxed ones) whose gradient is
+                the relaxed sample's.
+
+        Returns:
+            latents with leading dimensions ``[batch, n_samples]``, carrying a gradient path.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.relaxed_rsample` is not implemented. GumbelSoftmaxLoss needs a relaxed "
+            "sample of discrete latents; subclass RelaxedBernoulliInfNet or RelaxedCategoricalInfNet, implement "
+            "`relaxed_rsample`, or use a score-function estimator such as VIMCOLoss."
         )
 
     def sample_and_log_prob(self, n_samples: int = 1) -> tuple[Latents, Tensor]:
@@ -99,24 +126,29 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
         latents = self.sample(n_samples)
         return latents, self.log_prob(latents)
 
-    def rsample_and_log_prob(self, n_samples: int = 1, **options: Any) -> tuple[Latents, Tensor]:
+    def rsample_and_log_prob(self, n_samples: int = 1) -> tuple[Latents, Tensor]:
         """Optional fused hook: ``(latents, log q)`` for ``n_samples`` reparameterized samples.
 
         Both carry the gradient path (log q is differentiated through the
-        sample and the parameters). The default calls `rsample` with
-        ``options`` then `log_prob`; override it when the two share work
-        (a Gaussian's standardized sample is its noise).
+        sample and the parameters). The default calls `rsample` then
+        `log_prob`; override it when the two share work (a Gaussian's
+        standardized sample is its noise).
 
         Returns:
             latents with leading ``[batch, n_samples]`` and log q ``[batch, n_samples]``.
         """
-        latents = self.rsample(n_samples, **options)
+        latents = self.rsample(n_samples)
         return latents, self.log_prob(latents)
 
     @property
     def has_rsample(self) -> bool:
-        """Whether this class implements `rsample`."""
+        """Whether `rsample` works: true when the class implements it (a subclass may refine this)."""
         return type(self).rsample is not InfNet.rsample
+
+    @property
+    def has_relaxed_rsample(self) -> bool:
+        """Whether `relaxed_rsample` works: true when the class implements it."""
+        return type(self).relaxed_rsample is not InfNet.relaxed_rsample
 
 
 class DistributionInfNet(InfNet):
@@ -165,6 +197,11 @@ class DistributionInfNet(InfNet):
             )
         object.__setattr__(self, "params_", dist)  # bypasses nn.Module.__setattr__: a hot path
         return self
+
+    @property
+    def has_rsample(self) -> bool:
+        """Whether `rsample` works: whether the last `forward`'s distribution has one (true before any call)."""
+        return self.params_ is None or bool(self.params_.has_rsample)
 
     @property
     def latent_shape(self) -> tuple[int, ...]:

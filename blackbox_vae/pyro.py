@@ -32,11 +32,16 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import pyro
 import torch
-from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
+
+try:
+    import pyro
+    from pyro import poutine
+    from pyro.poutine.util import site_is_subsample
+except ImportError as error:  # Pyro is an optional dependency: pip install "blackbox_vae[pyro]"
+    raise ImportError('blackbox_vae.pyro needs Pyro, an optional dependency: pip install "blackbox_vae[pyro]" '
+                      "(or pip install pyro-ppl).") from error
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
@@ -142,6 +147,15 @@ class PyroInfNet(InfNet):
     def forward(self, data: Tensor) -> "PyroInfNet":
         self._data, self.params_ = data, None
         return self
+
+    @property
+    def has_rsample(self) -> bool:
+        """Whether `rsample` works: every sample site of the last trace has a reparameterized sample (true
+        before any trace)."""
+        if self.params_ is None:
+            return True
+        return all(site["fn"].has_rsample for site in self.params_.nodes.values()
+                   if site["type"] == "sample" and not site_is_subsample(site))
 
     def _run(self, n_samples: int, condition: dict | None = None) -> tuple[dict[str, Tensor], Tensor]:
         if self._data is None:

@@ -1,53 +1,76 @@
-"""Inference networks over discrete latents with a relaxed (Gumbel-softmax / Concrete) ``rsample``.
+"""Inference networks over discrete latents with a relaxed (Gumbel-softmax / Concrete) sample.
 
-``sample`` and ``log_prob`` are the exact discrete distribution's; ``rsample``
+``sample`` and ``log_prob`` are the exact discrete distribution's; ``relaxed_rsample``
 draws from its continuous relaxation at a given temperature, optionally
 straight-through (hard values forward, relaxed gradient backward), for
 `GumbelSoftmaxLoss`. ``log_prob`` extends the discrete
 log-mass linearly to relaxed values (``sum_i y_i log pi_i``), which is what
-the relaxed objective scores.
+the relaxed objective scores. There is no reparameterized sample of the discrete
+latents themselves, so ``has_rsample`` is false.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Optional
 
 import torch
-from pyro.distributions import RelaxedBernoulliStraightThrough, RelaxedOneHotCategoricalStraightThrough
 from torch import Tensor
 from torch.distributions import Bernoulli, OneHotCategorical, RelaxedBernoulli, RelaxedOneHotCategorical
 
 from blackbox_vae._distributions import sum_to_leading
 from blackbox_vae.inf_net import DistributionInfNet
 
-__all__ = ["RelaxedBernoulliInfNet", "RelaxedCategoricalInfNet"]
+__all__ = ["RelaxedBernoulliInfNet", "RelaxedCategoricalInfNet", "check_temperature", "straight_through_sample"]
 
 
-def _relaxed_rsample(inf_net: DistributionInfNet, relaxed: type, n_samples: int,
-                     temperature: Optional[float]) -> Tensor:
+def check_temperature(owner: str, temperature: object) -> float:
+    """``temperature`` as a float, or a ValueError naming ``owner`` unless it is a number > 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"`{owner}`: `temperature` must be a number > 0; got {temperature!r}.")
+    return float(temperature)
+
+
+def straight_through_sample(hard: Tensor, relaxed: Tensor) -> Tensor:
+    """``hard`` in the forward pass, ``relaxed``'s gradient in the backward pass.
+
+    torch.distributions has no straight-through distributions; Pyro's (``RelaxedBernoulliStraightThrough``)
+    compute exactly this, and this one line keeps Pyro out of ``import blackbox_vae``.
+    """
+    return hard + (relaxed - relaxed.detach())
+
+
+def _relaxed_rsample(inf_net: DistributionInfNet, relaxed: type, n_samples: int, temperature: float) -> Tensor:
     """``[batch, n_samples, *latent_shape]`` draws from ``relaxed(temperature, logits=q's logits)``."""
     logits = inf_net._dist().logits
-    tau = _temperature(type(inf_net).__name__, temperature, logits)
+    tau = torch.as_tensor(check_temperature(f"{type(inf_net).__name__}.relaxed_rsample", temperature),
+                          dtype=logits.dtype, device=logits.device)
     return relaxed(tau, logits=logits, validate_args=False).rsample((n_samples,)).movedim(0, 1).contiguous()
 
 
-def _temperature(owner: str, temperature: Optional[float], like: Tensor) -> Tensor:
-    if temperature is None:
-        raise TypeError(
-            f"`{owner}.rsample` needs a `temperature`: its latents are discrete, so a reparameterized sample "
-            "exists only for the relaxation. Use GumbelSoftmaxLoss (it passes one), or a score-function estimator."
-        )
-    if not float(temperature) > 0:
-        raise ValueError(f"`{owner}.rsample`: `temperature` must be > 0; got {temperature!r}.")
-    return torch.as_tensor(float(temperature), dtype=like.dtype, device=like.device)
+class _DiscreteInfNet(DistributionInfNet):
+    """Shared by the two relaxed networks: discrete latents have no reparameterized sample."""
+
+    @property
+    def has_rsample(self) -> bool:
+        """False: discrete latents have no reparameterized sample (their relaxation does: `relaxed_rsample`)."""
+        return False
+
+    def rsample(self, n_samples: int = 1) -> Tensor:
+        """Raises: discrete latents have no reparameterized sample.
+
+        Raises:
+            NotImplementedError: always, naming `relaxed_rsample` and the estimators that fit.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.rsample`: its latents are discrete, so they have no reparameterized sample. "
+            "Use GumbelSoftmaxLoss (it calls `relaxed_rsample`), or a score-function estimator such as VIMCOLoss.")
 
 
-class RelaxedBernoulliInfNet(DistributionInfNet):
-    """q(z|x) = prod Bernoulli(z; sigmoid(logits(x))), with a relaxed ``rsample``.
+class RelaxedBernoulliInfNet(_DiscreteInfNet):
+    """q(z|x) = prod Bernoulli(z; sigmoid(logits(x))), with a relaxed sample for Gumbel-softmax.
 
     Implement `logits`. Latents: ``[batch, n_samples, *latent_shape]``, values in [0, 1]
-    (exactly {0, 1} from ``sample`` and from straight-through ``rsample``).
+    (exactly {0, 1} from ``sample`` and from straight-through ``relaxed_rsample``).
     """
 
     @abc.abstractmethod
@@ -57,8 +80,7 @@ class RelaxedBernoulliInfNet(DistributionInfNet):
     def distribution(self, data: Tensor) -> Bernoulli:
         return Bernoulli(logits=self.logits(data), validate_args=False)
 
-    def rsample(self, n_samples: int = 1, temperature: Optional[float] = None,
-                straight_through: bool = False) -> Tensor:
+    def relaxed_rsample(self, n_samples: int = 1, *, temperature: float, straight_through: bool = False) -> Tensor:
         """Relaxed Bernoulli (binary Concrete) samples ``[batch, n_samples, *latent_shape]``.
 
         Args:
@@ -68,14 +90,14 @@ class RelaxedBernoulliInfNet(DistributionInfNet):
                 whose gradient is the relaxed sample's.
 
         Raises:
-            TypeError: without a temperature. ValueError: for a temperature <= 0.
+            ValueError: for a temperature that is not a number > 0.
         """
-        relaxed = RelaxedBernoulliStraightThrough if straight_through else RelaxedBernoulli
-        return _relaxed_rsample(self, relaxed, n_samples, temperature)
+        relaxed = _relaxed_rsample(self, RelaxedBernoulli, n_samples, temperature)
+        return straight_through_sample(relaxed.detach().round(), relaxed) if straight_through else relaxed
 
 
-class RelaxedCategoricalInfNet(DistributionInfNet):
-    """q(z|x) = prod OneHotCategorical(z; softmax(logits(x))), with a relaxed ``rsample``.
+class RelaxedCategoricalInfNet(_DiscreteInfNet):
+    """q(z|x) = prod OneHotCategorical(z; softmax(logits(x))), with a relaxed sample for Gumbel-softmax.
 
     Implement `logits`, returning ``[batch, *latent_shape]`` whose last
     dimension is the number of classes. Latents are one-hot (or relaxed one-hot)
@@ -98,8 +120,7 @@ class RelaxedCategoricalInfNet(DistributionInfNet):
         log_probs = self._check_latent_shape(latents).logits  # normalized: [batch, ..., n_classes]
         return sum_to_leading(latents * log_probs.unsqueeze(1), 2)  # [batch, n_samples]
 
-    def rsample(self, n_samples: int = 1, temperature: Optional[float] = None,
-                straight_through: bool = False) -> Tensor:
+    def relaxed_rsample(self, n_samples: int = 1, *, temperature: float, straight_through: bool = False) -> Tensor:
         """Gumbel-softmax (Concrete) samples ``[batch, n_samples, ..., n_classes]``.
 
         Args:
@@ -109,7 +130,11 @@ class RelaxedCategoricalInfNet(DistributionInfNet):
                 ones) whose gradient is the relaxed sample's.
 
         Raises:
-            TypeError: without a temperature. ValueError: for a temperature <= 0.
+            ValueError: for a temperature that is not a number > 0.
         """
-        relaxed = RelaxedOneHotCategoricalStraightThrough if straight_through else RelaxedOneHotCategorical
-        return _relaxed_rsample(self, relaxed, n_samples, temperature)
+        relaxed = _relaxed_rsample(self, RelaxedOneHotCategorical, n_samples, temperature)
+        if not straight_through:
+            return relaxed
+        hard = torch.nn.functional.one_hot(relaxed.detach().argmax(-1), relaxed.shape[-1]).to(relaxed.dtype)
+        return straight_through_sample(hard, relaxed)
+

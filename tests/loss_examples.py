@@ -1,13 +1,18 @@
 """A registry of loss examples: every loss class exported by blackbox_vae has at least one.
 
-Generic tests (tests/test_loss_registry.py) run each example; a test fails
-when a Loss subclass has no example, so nothing is added untested.
+Generic tests (tests/test_loss_registry.py) run each example; a test fails when a Loss subclass has
+no example, so nothing is added untested. Every example also declares its exact expected gradient
+(`LossExample.exact`): what the mean of its gradient draws must be, computed from the estimator's
+mathematics on a small model (tests/exact_references.py), and, for a biased estimator, why it is
+biased and what it is an unbiased estimate of instead. `test_expected_gradient_is_exact` checks
+every one.
 """
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
+from torch import nn
 
 from blackbox_vae import (
     ELBOLoss,
@@ -23,6 +28,17 @@ from blackbox_vae import (
 )
 from blackbox_vae.models import GaussianMLPGenModel, GaussianMLPInfNet, SBNGenModel, SBNInfNet
 from blackbox_vae.models._mlp import mlp
+from blackbox_vae.testing import (
+    bernoulli_configurations,
+    closed_form_elbo,
+    exact_elbo,
+    exact_iwae_bound,
+    exact_rws_wake_objectives,
+    exact_sleep_phi_objective,
+    gradients,
+    quadrature_iwae_bound,
+)
+import exact_references as ref
 
 DATA_DIM, LATENT_DIM = 8, 4
 
@@ -50,39 +66,198 @@ def gaussian_pair():
 
 
 @dataclass
+class ExactCase:
+    """One exact-gradient check: ``assert_unbiased(loss, data, expected, reference_error=...)``.
+
+    Attributes:
+        loss: the loss (or a module wrapping it) on a small float64 model.
+        data: the batch each gradient draw is taken on.
+        expected: the exact expected gradient of ``loss(data)`` for every parameter compared.
+        reference_error: the numerical error of a quadrature reference, else None.
+        claim: what the mean gradient is: "unbiased for ..." or, for a biased estimator, why and what
+            it estimates instead.
+    """
+
+    loss: nn.Module
+    data: torch.Tensor
+    expected: dict
+    claim: str
+    reference_error: Optional[dict] = None
+
+
+@dataclass
 class LossExample:
     name: str
     loss_class: type
     models: Callable  # () -> (inf_net, gen_model)
     build: Callable  # (inf_net, gen_model) -> loss
     discrete: bool  # latents enumerable (exact log p(x) available)
+    exact: Callable  # (device) -> ExactCase
 
     def make(self):
         inf_net, gen_model = self.models()
         return self.build(inf_net, gen_model)
 
 
+# ---------------------------------------------------------------------------------- exact cases
+def score_function_case(baseline, k):
+    def case(device):
+        inf_net, gen_model = ref.random_sbn(device)
+        points, batch = ref.binary_data(device)
+        loss = ScoreFunctionLoss(inf_net, gen_model, k, baseline=baseline)
+        if baseline == "mean":
+            for _ in range(5):  # so the moving average is non-zero and actually subtracted
+                loss(batch)
+        exact = exact_elbo(inf_net, gen_model, points, ref.configurations(device))
+        return ExactCase(loss, batch, gradients(-exact.mean(), loss),
+                         f"unbiased for the ELBO's gradient (baseline {baseline!r}, K={k})")
+    return case
+
+
+def vimco_case(device):
+    inf_net, gen_model = ref.random_sbn(device)
+    points, batch = ref.binary_data(device)
+    loss = VIMCOLoss(inf_net, gen_model, 4)
+    exact = exact_iwae_bound(inf_net, gen_model, points, ref.configurations(device), 4)
+    return ExactCase(loss, batch, gradients(-exact.mean(), loss), "unbiased for the 4-sample bound's gradient")
+
+
+def nvil_case(variance_normalization):
+    """NVIL with every ingredient on: an input-dependent baseline, the running mean, and (or not) the
+    variance normalization, at fixed statistics (c, v) = (1.5, 9.0), so that the normalizer max(1, sqrt(v)) = 3
+    differs from max(1, v) = 9 and from 1."""
+    def case(device):
+        inf_net, gen_model = ref.random_sbn(device)
+        points, batch = ref.binary_data(device)
+        net = NVILBaseline(ref.DATA_DIM, hidden=(4,)).double().to(device)
+        loss = NVILLoss(inf_net, gen_model, 2, baseline_net=net, running_mean=True,
+                        variance_normalization=variance_normalization)
+        with torch.no_grad():
+            net.net[-1].bias.fill_(-5.0)  # a baseline that is non-zero and input-dependent
+            loss.signal_mean.total.fill_(1.5)
+            loss.signal_mean.weight.fill_(1.0)
+            loss.signal_variance.total.fill_(9.0)
+            loss.signal_variance.weight.fill_(1.0)
+        frozen = ref.FrozenStatistics(loss)
+        configurations = ref.configurations(device)
+        elbo = exact_elbo(inf_net, gen_model, points, configurations).mean()
+        normalizer = 3.0 if variance_normalization else 1.0
+        # The baseline network regresses onto the signal minus the running mean: E_q[(l - c - C(x))^2].
+        latents = configurations.unsqueeze(0).expand(points.shape[0], -1, -1)
+        log_q = inf_net(points).log_prob(latents).detach()
+        signal = (gen_model(points, latents).log_prob(points, latents).detach() - log_q)  # [points, S]
+        regression = (log_q.exp() * (signal - 1.5 - net(points).unsqueeze(1)).pow(2)).sum(1).mean()
+        expected = {}
+        for name, gradient in gradients(-elbo, frozen).items():  # q's scaled, p's not
+            expected[name] = gradient / normalizer if name.startswith("loss.inf_net.") else gradient
+        expected.update({n: g for n, g in gradients(regression, frozen).items() if n.startswith("loss.baseline_net.")})
+        claim = ("q's gradient is the ELBO's divided by max(1, sqrt(v)) = 3 at the statistics it reads (biased in "
+                 "scale, not in direction); p's is the ELBO's; the baseline network's is that of E[(l - c - C(x))^2]"
+                 if variance_normalization else
+                 "unbiased for the ELBO's gradient; the baseline network's is that of E[(l - c - C(x))^2]")
+        return ExactCase(frozen, batch, expected, claim)
+    return case
+
+
+def rws_case(phi_update):
+    def case(device):
+        inf_net, gen_model = ref.random_sbn(device)
+        points, batch = ref.binary_data(device)
+        loss = RWSLoss(inf_net, gen_model, 3, phi_update=phi_update)
+        configurations = ref.configurations(device)
+        wake_theta, wake_phi = exact_rws_wake_objectives(inf_net, gen_model, points, configurations, 3)
+        data_configurations = bernoulli_configurations(ref.DATA_DIM, dtype=torch.float64, device=device)
+        sleep_phi = exact_sleep_phi_objective(inf_net, gen_model, data_configurations, configurations)
+        phi = {"wake": wake_phi.mean(), "sleep": sleep_phi, "wake-sleep": (wake_phi.mean() + sleep_phi) / 2}[phi_update]
+        return ExactCase(loss, batch, gradients(-(wake_theta.mean() + phi), loss),
+                         f"p: the 3-sample bound's gradient; q: the exact expected {phi_update} update (biased for "
+                         "-KL(p(z|x) || q) at finite K when it wakes, as self-normalized importance sampling is)")
+    return case
+
+
+def gumbel_softmax_case(device):
+    torch.manual_seed(4)
+    inf_net = ref.SmallRelaxedBernoulliInfNet(ref.DATA_DIM, 2).double().to(device)
+    gen_model = SBNGenModel(ref.DATA_DIM, 2).double().to(device)
+    points, batch = ref.binary_data(device)
+    loss = GumbelSoftmaxLoss(inf_net, gen_model, n_samples=2, temperature=0.5)
+    expected, error = ref.converged_gradients(
+        lambda n: -ref.relaxed_bernoulli_objective(inf_net, gen_model, points, 0.5, n).mean(), loss, 48)
+    return ExactCase(loss, batch, expected, "unbiased for the relaxed objective's gradient at temperature 0.5 (biased "
+                     "for the ELBO's)", error)
+
+
+def straight_through_case(device):
+    torch.manual_seed(5)
+    inf_net = ref.SmallRelaxedBernoulliInfNet(ref.DATA_DIM, 2).double().to(device)
+    gen_model = SBNGenModel(ref.DATA_DIM, 2).double().to(device)
+    points, batch = ref.binary_data(device)
+    loss = GumbelSoftmaxLoss(inf_net, gen_model, n_samples=2, temperature=0.5, straight_through=True)
+    expected, error = ref.converged_gradients(
+        lambda n: -ref.straight_through_surrogate(inf_net, gen_model, points, 0.5, n), loss, 64)
+    return ExactCase(loss, batch, expected, "biased for the ELBO's gradient at every temperature: its expectation is "
+                     "the straight-through path through round(y) plus p's exact gradient", error)
+
+
+def elbo_case(device):
+    inf_net, gen_model, points = ref.linear_gaussian(device)  # a 2-D latent
+    loss = ELBOLoss(inf_net, gen_model, 2)
+    return ExactCase(loss, points.repeat(ref.REPLICAS, 1), gradients(-closed_form_elbo(inf_net, gen_model, points)
+                     .mean(), loss), "unbiased for the ELBO's gradient (closed form, 2-D latent)")
+
+
+def iwae_case(gradient, k, dict_latents):
+    """IWAE on a linear Gaussian model with a 2-D latent, optionally as dict latents {"a", "b"}."""
+    def case(device):
+        inner_q, inner_p, points = ref.linear_gaussian(device)
+        inf_net, gen_model = inner_q, inner_p
+        if dict_latents:
+            inf_net, gen_model = ref.DictLatentGaussianInfNet(inner_q), ref.DictLatentGaussianGenModel(inner_p)
+        loss = IWAELoss(inf_net, gen_model, k, gradient=gradient)
+        if gradient == "stl" and k > 1:
+            objective = lambda n: -ref.stl_quadrature_objective(inner_q, inner_p, points, k, n)  # noqa: E731
+            claim = (f"biased for K={k} (Tucker et al. 2019): its expectation is the bound's gradient plus the "
+                     "dropped score term E[sum_k w~_k d log q(z_k|x)/d phi]")
+        else:
+            objective = lambda n: -quadrature_iwae_bound(inner_q, inner_p, points, k, n, 2**22).mean()  # noqa: E731
+            claim = f"unbiased for the {k}-sample bound's gradient"
+        expected, error = ref.converged_gradients(objective, loss, 12 if k == 2 else 40)
+        return ExactCase(loss, points.repeat(ref.REPLICAS, 1), expected,
+                         claim + (" (dict latents)" if dict_latents else " (2-D latent)"), error)
+    return case
+
+
 EXAMPLES = [
-    LossExample("score-function", ScoreFunctionLoss, sbn_pair, lambda q, p: ScoreFunctionLoss(q, p, 4), True),
+    LossExample("score-function", ScoreFunctionLoss, sbn_pair, lambda q, p: ScoreFunctionLoss(q, p, 4), True,
+                score_function_case(None, 3)),
     LossExample("score-function-mean", ScoreFunctionLoss, sbn_pair,
-                lambda q, p: ScoreFunctionLoss(q, p, 4, baseline="mean"), True),
+                lambda q, p: ScoreFunctionLoss(q, p, 4, baseline="mean"), True, score_function_case("mean", 2)),
     LossExample("score-function-loo", ScoreFunctionLoss, sbn_pair,
-                lambda q, p: ScoreFunctionLoss(q, p, 4, baseline="leave-one-out"), True),
-    LossExample("vimco", VIMCOLoss, sbn_pair, lambda q, p: VIMCOLoss(q, p, 4), True),
-    LossExample("nvil", NVILLoss, sbn_pair, lambda q, p: NVILLoss(q, p, 1, baseline_net=NVILBaseline(DATA_DIM)), True),
+                lambda q, p: ScoreFunctionLoss(q, p, 4, baseline="leave-one-out"), True,
+                score_function_case("leave-one-out", 4)),
+    LossExample("vimco", VIMCOLoss, sbn_pair, lambda q, p: VIMCOLoss(q, p, 4), True, vimco_case),
+    LossExample("nvil", NVILLoss, sbn_pair, lambda q, p: NVILLoss(q, p, 1, baseline_net=NVILBaseline(DATA_DIM)), True,
+                nvil_case(True)),
     LossExample("nvil-no-normalization", NVILLoss, sbn_pair,
-                lambda q, p: NVILLoss(q, p, 2, baseline_net=NVILBaseline(DATA_DIM), variance_normalization=False), True),
-    LossExample("rws-wake", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake"), True),
-    LossExample("rws-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "sleep"), True),
-    LossExample("rws-wake-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake-sleep"), True),
+                lambda q, p: NVILLoss(q, p, 2, baseline_net=NVILBaseline(DATA_DIM), variance_normalization=False), True,
+                nvil_case(False)),
+    LossExample("rws-wake", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake"), True, rws_case("wake")),
+    LossExample("rws-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "sleep"), True, rws_case("sleep")),
+    LossExample("rws-wake-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake-sleep"), True,
+                rws_case("wake-sleep")),
     LossExample("gumbel-softmax", GumbelSoftmaxLoss, relaxed_pair,
-                lambda q, p: GumbelSoftmaxLoss(q, p, 1, temperature=TemperatureSchedule(1.0, 0.5, 1e-3, 50)), True),
+                lambda q, p: GumbelSoftmaxLoss(q, p, 1, temperature=TemperatureSchedule(1.0, 0.5, 1e-3, 50)), True,
+                gumbel_softmax_case),
     LossExample("gumbel-straight-through", GumbelSoftmaxLoss, relaxed_pair,
-                lambda q, p: GumbelSoftmaxLoss(q, p, 1, temperature=0.5, straight_through=True), True),
-    LossExample("elbo", ELBOLoss, gaussian_pair, lambda q, p: ELBOLoss(q, p, 1), False),
-    LossExample("iwae-reparam", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5), False),
-    LossExample("iwae-stl", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5, gradient="stl"), False),
-    LossExample("iwae-dreg", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5, gradient="dreg"), False),
+                lambda q, p: GumbelSoftmaxLoss(q, p, 1, temperature=0.5, straight_through=True), True,
+                straight_through_case),
+    LossExample("elbo", ELBOLoss, gaussian_pair, lambda q, p: ELBOLoss(q, p, 1), False, elbo_case),
+    LossExample("iwae-reparam", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5), False,
+                iwae_case("reparam", 2, dict_latents=False)),
+    LossExample("iwae-stl", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5, gradient="stl"), False,
+                iwae_case("stl", 2, dict_latents=True)),
+    LossExample("iwae-dreg", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5, gradient="dreg"), False,
+                iwae_case("dreg", 2, dict_latents=True)),
 ]
 
 

@@ -154,16 +154,45 @@ class PlainBernoulliInfNet(DistributionInfNet):
 
 def test_bernoulli_convenience_rsample_explains_itself():
     inf_net = PlainBernoulliInfNet()
-    assert inf_net.has_rsample  # the class has one, but Bernoulli cannot reparameterize
+    assert inf_net.has_rsample  # unknown before the first forward: the distribution decides
+    inf_net(torch.zeros(2, 6))
+    assert not inf_net.has_rsample  # a Bernoulli cannot reparameterize
     with pytest.raises(NotImplementedError, match="Bernoulli distribution has no reparameterized"):
-        inf_net(torch.zeros(2, 6)).rsample(2)
+        inf_net.rsample(2)
+
+
+def test_normal_convenience_path_has_rsample_after_forward():
+    class NormalInfNet(DistributionInfNet):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(6, 4)
+
+        def distribution(self, data):
+            return torch.distributions.Normal(self.net(data), 1.0)
+
+    inf_net = NormalInfNet()(torch.zeros(2, 6))
+    assert inf_net.has_rsample and inf_net.rsample(3).requires_grad
 
 
 def test_sbn_inf_net_serves_both_families():
+    """Exact samples for the score-function family, a relaxed sample for Gumbel-softmax; no plain rsample."""
     inf_net = SBNInfNet(6, 4)(torch.zeros(2, 6))
     assert set(inf_net.sample(3).unique().tolist()) <= {0.0, 1.0}
-    relaxed = inf_net.rsample(3, temperature=0.5)
+    assert not inf_net.has_rsample and inf_net.has_relaxed_rsample
+    relaxed = inf_net.relaxed_rsample(3, temperature=0.5)
     assert relaxed.shape == (2, 3, 4) and relaxed.requires_grad and ((relaxed > 0) & (relaxed < 1)).any()
+    with pytest.raises(NotImplementedError, match="discrete.*GumbelSoftmaxLoss"):
+        inf_net.rsample(3)
+
+
+def test_capability_flags_say_what_works():
+    """has_rsample / has_relaxed_rsample are true exactly when the call works without extra arguments."""
+    gaussian = GaussianMLPInfNet(3, 2, hidden=(4,))
+    two_layer = TwoLayerSBNInfNet(6, 3, 2)
+    assert gaussian.has_rsample and not gaussian.has_relaxed_rsample
+    assert not two_layer.has_rsample and not two_layer.has_relaxed_rsample
+    with pytest.raises(NotImplementedError, match="relaxed_rsample.*RelaxedBernoulliInfNet"):
+        two_layer.relaxed_rsample(2, temperature=0.5)
 
 
 def test_losses_are_modules_that_move_with_their_models(device):

@@ -100,5 +100,5 @@ def test_generated_models_satisfy_the_contract(model):
     torch.manual_seed(model.seed)
     # Every example, and every attempt to shrink a failing one, reruns the frequency tests: keep their
     # false-failure rate far below one over the number of runs.
-    check_inf_net(model.inf_net, model.data, rsample_options={"temperature": 0.5}, false_failure_rate=1e-7)
+    check_inf_net(model.inf_net, model.data, false_failure_rate=1e-7)
     check_gen_model(model.gen_model, model.data, false_failure_rate=1e-7)

@@ -1,5 +1,7 @@
 """The testing kit itself: enumeration helpers, contract checks, and the failure report."""
 
+import math
+
 import pytest
 import torch
 
@@ -64,14 +66,14 @@ def test_multisets_and_tuples_agree(k):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("inf_net, gen_model, data, options", [
-    (SBNInfNet(6, 3), SBNGenModel(6, 3), DATA, {"temperature": 0.5}),
-    (TwoLayerSBNInfNet(6, 3, 2), TwoLayerSBNGenModel(6, 3, 2), DATA, None),
-    (CategoricalInfNet(6, 2, 3, hidden=()), CategoricalGenModel(6, 2, 3, hidden=()), DATA, {"temperature": 0.5}),
-    (GaussianMLPInfNet(3, 2), GaussianMLPGenModel(3, 2), torch.randn(4, 3), None),
+@pytest.mark.parametrize("inf_net, gen_model, data", [
+    (SBNInfNet(6, 3), SBNGenModel(6, 3), DATA),
+    (TwoLayerSBNInfNet(6, 3, 2), TwoLayerSBNGenModel(6, 3, 2), DATA),
+    (CategoricalInfNet(6, 2, 3, hidden=()), CategoricalGenModel(6, 2, 3, hidden=()), DATA),
+    (GaussianMLPInfNet(3, 2), GaussianMLPGenModel(3, 2), torch.randn(4, 3)),
 ], ids=["sbn", "two-layer-dict-latents", "categorical", "gaussian"])
-def test_library_and_test_models_satisfy_the_contract(inf_net, gen_model, data, options):
-    check_inf_net(inf_net, data, rsample_options=options)
+def test_library_and_test_models_satisfy_the_contract(inf_net, gen_model, data):
+    check_inf_net(inf_net, data)
     check_gen_model(gen_model, data)
 
 
@@ -164,3 +166,47 @@ def test_closed_form_posterior_is_bayes_rule():
     log_posterior = closed_form_posterior(gen_model, data).log_prob(z.transpose(0, 1)).T  # [5, 7]
     torch.testing.assert_close(log_posterior, log_joint - closed_form_log_marginal(gen_model, data).unsqueeze(1))
 
+
+
+class NaNGradientLoss(torch.nn.Module):
+    """A "loss" whose gradient is NaN in one element on every `every`-th call, and exact otherwise."""
+
+    def __init__(self, every):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+        self.every, self.calls = every, 0
+
+    def forward(self, data):
+        self.calls += 1
+        poison = torch.tensor([0.0, math.nan if self.calls % self.every == 0 else 0.0, 0.0], dtype=torch.float64)
+        return (self.weight * (torch.ones(3, dtype=torch.float64) + poison)).sum() + 0 * data.sum()
+
+
+@pytest.mark.parametrize("every, message", [(1, r"gradient draw 0 \(of 50\) is not finite: weight\[1\] = nan; 50 "),
+                                            (7, r"gradient draw 6 \(of 50\) is not finite: weight\[1\] = nan; 7 ")])
+def test_assert_unbiased_fails_on_non_finite_draws(every, message):
+    """NaN never exceeds a threshold, so a NaN draw must fail by itself, whatever the other draws say."""
+    loss = NaNGradientLoss(every)
+    with pytest.raises(AssertionError, match=message):
+        assert_unbiased(loss, torch.zeros(1), {"weight": torch.ones(3, dtype=torch.float64)}, n_draws=50)
+
+
+@pytest.mark.parametrize("which", ["expected", "reference_error"])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_assert_unbiased_fails_on_non_finite_references(which, value):
+    loss = NaNGradientLoss(every=10**9)  # finite draws
+    bad = torch.tensor([1.0, value, 1.0], dtype=torch.float64)
+    arguments = {"expected": {"weight": torch.ones(3, dtype=torch.float64)}}
+    arguments[which] = {"weight": bad}
+    what = r"the exact \(expected\) gradient" if which == "expected" else "the reference error"
+    with pytest.raises(AssertionError, match=rf"{what} is not finite: weight\[1\] = {value}"):
+        assert_unbiased(loss, torch.zeros(1), n_draws=20, **arguments)
+
+
+def test_assert_unbiased_fails_when_finite_draws_overflow():
+    class Huge(NaNGradientLoss):
+        def forward(self, data):
+            return 1e308 * self.weight.sum() + 0 * data.sum()
+
+    with pytest.raises(AssertionError, match=r"the mean of the gradient draws is not finite: weight\[0\] = inf"):
+        assert_unbiased(Huge(every=1), torch.zeros(1), {"weight": torch.ones(3, dtype=torch.float64)}, n_draws=20)

@@ -27,7 +27,7 @@ class ExtraSampleBaselineLoss(Loss):
         baseline = (self._score(data, extra) - self.inf_net.log_prob(extra)).detach()  # [batch, K]
         learning_signal = (log_p - log_q).detach()  # [batch, K]
         surrogate = log_p + (learning_signal - baseline) * log_q
-        return learning_signal.mean(dim=1), -surrogate.mean()
+        return -learning_signal.mean(), -surrogate.mean()  # (negative ELBO, surrogate loss), both scalars
 # --8<-- [end:estimator]
 
 
@@ -55,7 +55,7 @@ class SameSampleBaselineLoss(ExtraSampleBaselineLoss):
         learning_signal = (log_p - log_q).detach()
         baseline = 0.5 * learning_signal  # a function of z_k itself: biased
         surrogate = log_p + (learning_signal - baseline) * log_q
-        return learning_signal.mean(dim=1), -surrogate.mean()
+        return -learning_signal.mean(), -surrogate.mean()
 # --8<-- [end:buggy]
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from blackbox_vae import DistributionInfNet, ELBOLoss, ScoreFunctionLoss
+from blackbox_vae import DistributionInfNet, ELBOLoss, GumbelSoftmaxLoss, ScoreFunctionLoss
 from blackbox_vae.models import GaussianMLPGenModel, GaussianMLPInfNet, SBNGenModel, SBNInfNet
 from direct_models import TwoLayerSBNGenModel, TwoLayerSBNInfNet
 
@@ -90,16 +90,20 @@ def test_unknown_baseline_and_decay():
 
 
 def test_reparameterized_loss_without_rsample():
-    with pytest.raises(TypeError, match=r"ELBOLoss is a reparameterized estimator and needs "
-                                        r"`TwoLayerSBNInfNet.rsample`, which is not implemented"):
+    with pytest.raises(TypeError, match=r"ELBOLoss needs `TwoLayerSBNInfNet.rsample`, which it does not have "
+                                        r"\(`has_rsample` is False\): a reparameterized sample; implement"):
         ELBOLoss(TwoLayerSBNInfNet(6, 3, 2), TwoLayerSBNGenModel(6, 3, 2))
 
 
-def test_elbo_on_discrete_latents_points_to_the_right_estimators():
-    loss = ELBOLoss(SBNInfNet(6, 3), SBNGenModel(6, 3))
-    with pytest.raises(TypeError, match=r"`SBNInfNet.rsample` needs a `temperature`: its latents are discrete.*"
-                                        r"GumbelSoftmaxLoss"):
-        loss(DATA)
+def test_elbo_on_discrete_latents_is_refused_at_construction():
+    with pytest.raises(TypeError, match=r"ELBOLoss needs `SBNInfNet.rsample`.*ScoreFunctionLoss or VIMCOLoss"):
+        ELBOLoss(SBNInfNet(6, 3), SBNGenModel(6, 3))
+
+
+def test_gumbel_softmax_without_a_relaxed_sample():
+    with pytest.raises(TypeError, match=r"GumbelSoftmaxLoss needs `GaussianMLPInfNet.relaxed_rsample`.*"
+                                        r"RelaxedBernoulliInfNet"):
+        GumbelSoftmaxLoss(GaussianMLPInfNet(6, 3), GaussianMLPGenModel(6, 3))
 
 
 def test_models_of_the_wrong_type():
@@ -201,9 +205,13 @@ def test_rws_wake_needs_two_samples_but_sleep_does_not():
      r"`gradient` must be one of \('reparam', 'stl', 'dreg'\); got 'vr'"),
     (lambda: NVILLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), decay=1.5), r"`decay` must be in \[0, 1\); got 1.5"),
     (lambda: GumbelSoftmaxLoss(TinyRelaxedInfNet(), SBNGenModel(8, 4), temperature=0.0),
-     r"`temperature` must be a number > 0 or a schedule; got 0.0"),
+     r"`GumbelSoftmaxLoss`: `temperature` must be a number > 0; got 0.0"),
     (lambda: GumbelSoftmaxLoss(TinyRelaxedInfNet(), SBNGenModel(8, 4), temperature=-1),
-     r"`temperature` must be a number > 0 or a schedule; got -1"),
+     r"`temperature` must be a number > 0; got -1"),
+    (lambda: GumbelSoftmaxLoss(TinyRelaxedInfNet(), SBNGenModel(8, 4), straight_through="yes"),
+     r"`straight_through` must be one of \(True, False\); got 'yes'"),
+    (lambda: NVILLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), variance_normalization=1),
+     r"`variance_normalization` must be one of \(True, False\); got 1"),
     (lambda: TemperatureSchedule(initial=1.0, minimum=0.0), r"`initial` and `minimum` must be > 0"),
 ])
 def test_bad_estimator_options(make, message):
@@ -214,28 +222,25 @@ def test_bad_estimator_options(make, message):
 def test_a_schedule_that_reaches_zero_is_caught_when_used():
     loss = GumbelSoftmaxLoss(TinyRelaxedInfNet(), SBNGenModel(8, 4), temperature=lambda step: 1.0 - step)
     loss(RELAXED_DATA)
-    with pytest.raises(ValueError, match=r"`temperature` must be a number > 0 or a schedule; got 0.0"):
+    with pytest.raises(ValueError, match=r"its temperature schedule at step 1\)`: `temperature` must be a number "
+                                         r"> 0; got 0.0"):
         loss(RELAXED_DATA)
 
 
-@pytest.mark.parametrize("loss_class", [IWAELoss, GumbelSoftmaxLoss])
-def test_reparameterized_estimators_need_rsample(loss_class):
-    with pytest.raises(TypeError, match=rf"{loss_class.__name__} is a reparameterized estimator and needs "
-                                        r"`TwoLayerSBNInfNet.rsample`"):
+@pytest.mark.parametrize("loss_class, hook", [(IWAELoss, "rsample"), (GumbelSoftmaxLoss, "relaxed_rsample")])
+def test_estimators_check_the_hooks_they_need(loss_class, hook):
+    with pytest.raises(TypeError, match=rf"{loss_class.__name__} needs `TwoLayerSBNInfNet.{hook}`, which it does "
+                                        rf"not have \(`has_{hook}` is False\)"):
         loss_class(TwoLayerSBNInfNet(6, 3, 2), TwoLayerSBNGenModel(6, 3, 2))
 
 
-def test_gumbel_softmax_needs_an_rsample_with_a_temperature():
-    with pytest.raises(TypeError, match=r"GumbelSoftmaxLoss needs `GaussianMLPInfNet.rsample` to take 'temperature'"):
-        GumbelSoftmaxLoss(GaussianMLPInfNet(3, 2), GaussianMLPGenModel(3, 2))
-
-
-def test_relaxed_rsample_without_temperature_explains_itself():
+def test_relaxed_rsample_checks_its_temperature():
     inf_net = TinyRelaxedInfNet()(RELAXED_DATA)
-    with pytest.raises(TypeError, match=r"`TinyRelaxedInfNet.rsample` needs a `temperature`"):
-        inf_net.rsample(2)
-    with pytest.raises(ValueError, match=r"`temperature` must be > 0; got -0.5"):
-        inf_net.rsample(2, temperature=-0.5)
+    with pytest.raises(TypeError, match=r"temperature"):
+        inf_net.relaxed_rsample(2)
+    with pytest.raises(ValueError, match=r"`TinyRelaxedInfNet.relaxed_rsample`: `temperature` must be a number > 0; "
+                                         r"got -0.5"):
+        inf_net.relaxed_rsample(2, temperature=-0.5)
 
 
 def test_nvil_baseline_net_checks():

@@ -23,7 +23,7 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Run, dict[str, Any]]:
     run_dir = Path(run_dir)
     resolve_device(device)  # a clear error before any work if the device is not there
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
-    config = TrainConfig.from_dict(state["config"], f"{run_dir / CHECKPOINT_NAME} (its config)")
+    config = TrainConfig.from_saved(state["config"], f"{run_dir / CHECKPOINT_NAME} (its config)")
     config.device = device
     run = build_run(config)
     try:

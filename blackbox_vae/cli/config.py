@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["TrainConfig", "ConfigError", "load_config_file", "RESUME_INVARIANT"]
+__all__ = ["TrainConfig", "ConfigError", "load_config_file", "ESTIMATOR_OPTIONS", "RESUME_MAY_CHANGE"]
+
+# The estimator options a run can set, each read by the loss(es) that take it (blackbox_vae.losses.registry).
+ESTIMATOR_OPTIONS = ("baseline", "variance_normalization", "phi_update", "temperature", "straight_through",
+                     "gradient")
 
 
 class ConfigError(ValueError):
@@ -27,15 +32,15 @@ class TrainConfig:
     layers: list[int] = field(default_factory=lambda: [200])  # latent units per stochastic layer
     hidden: list[int] = field(default_factory=list)  # deterministic widths inside each conditional
     n_classes: int = 10  # classes per latent of the categorical model
-    # estimator
+    # estimator; its options are None when not given (the loss's own default applies)
     loss: str = "vimco"  # score-function | nvil | vimco | rws | gumbel-softmax | elbo | iwae
     n_samples: int = 5  # K
-    baseline: Optional[str] = None  # score-function: mean | leave-one-out
-    variance_normalization: bool = True  # nvil
-    phi_update: str = "wake"  # rws: wake | sleep | wake-sleep
-    temperature: str = "1.0"  # gumbel-softmax: a number, or "anneal"
-    straight_through: bool = False  # gumbel-softmax
-    gradient: str = "reparam"  # iwae: reparam | stl | dreg
+    baseline: Optional[str] = None  # score-function: mean | leave-one-out (default: none)
+    variance_normalization: Optional[bool] = None  # nvil (default true)
+    phi_update: Optional[str] = None  # rws: wake | sleep | wake-sleep (default wake)
+    temperature: Optional[str | float] = None  # gumbel-softmax: a number, or "anneal" (default 1.0)
+    straight_through: Optional[bool] = None  # gumbel-softmax (default false)
+    gradient: Optional[str] = None  # iwae: reparam | stl | dreg (default reparam)
     # optimization
     steps: int = 3000
     batch_size: int = 64
@@ -59,10 +64,61 @@ class TrainConfig:
             raise ConfigError(f"`lr` must be a positive number; got {self.lr!r}.")
         if not self.layers or any(not isinstance(h, int) or h < 1 for h in self.layers):
             raise ConfigError(f"`layers` must be a non-empty list of positive integers; got {self.layers!r}.")
+        self._validate_estimator_options()
         return self
 
+    def _validate_estimator_options(self) -> None:
+        from blackbox_vae.losses.registry import LOSSES, option_choices
+
+        if self.loss not in LOSSES:
+            raise ConfigError(f"`loss` must be one of {', '.join(LOSSES)}; got {self.loss!r}.")
+        takes = LOSSES[self.loss].options
+        for option in ESTIMATOR_OPTIONS:
+            value = getattr(self, option)
+            if value is None:
+                continue
+            if option not in takes:
+                owners = [name for name, spec in LOSSES.items() if option in spec.options]
+                raise ConfigError(f"`{option}` is an option of {' and '.join(owners)}, not of --loss {self.loss} "
+                                  f"({'its options: ' + ', '.join(takes) if takes else 'it takes none'}); remove it.")
+            if option == "temperature":
+                self.temperature = _temperature(value)
+                continue
+            choices = option_choices(self.loss, option)
+            if choices is not None and not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+                raise ConfigError(f"`{option}` of --loss {self.loss} must be one of "
+                                  f"{', '.join(map(repr, choices))}; got {value!r}.")
+
+    def estimator_options(self) -> dict[str, Any]:
+        """The options given for the loss (those left at None take the loss's defaults)."""
+        return {option: getattr(self, option) for option in ESTIMATOR_OPTIONS if getattr(self, option) is not None}
+
+    def effective(self) -> dict[str, Any]:
+        """Every setting with the value it takes effect with: the loss's options filled in with its defaults."""
+        from blackbox_vae.losses.registry import LOSSES, option_default
+
+        values = asdict(self)
+        for option in LOSSES[self.loss].options:
+            if values[option] is None:
+                values[option] = option_default(self.loss, option)
+        return values
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as saved in ``config.json``: the effective ones."""
+        return self.effective()
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any], source: str) -> "TrainConfig":
+        """A config saved in a run (``config.json``, a checkpoint), also by earlier versions that recorded every
+        estimator option, the loss's or not: those of other losses are dropped."""
+        from blackbox_vae.losses.registry import LOSSES
+
+        values = dict(values)
+        takes = LOSSES[values["loss"]].options if values.get("loss") in LOSSES else ESTIMATOR_OPTIONS
+        for option in ESTIMATOR_OPTIONS:
+            if option not in takes:
+                values[option] = None
+        return cls.from_dict(values, source)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str) -> "TrainConfig":
@@ -73,10 +129,22 @@ class TrainConfig:
         return cls(**values).validate()
 
 
-# Settings a resumed run must share with its checkpoint (the others only steer monitoring, or how far to go).
-RESUME_INVARIANT = ("data", "data_dir", "binarization", "model", "layers", "hidden", "n_classes", "loss", "n_samples",
-                    "baseline", "variance_normalization", "phi_update", "temperature", "straight_through", "gradient",
-                    "batch_size", "lr", "seed")
+# The settings a resumed run may change: how far to train, where, and how it is monitored. Every other
+# setting (a new one too, unless it is added here) must equal the checkpoint's.
+RESUME_MAY_CHANGE = ("steps", "device", "log_every", "eval_every", "eval_k", "eval_size", "checkpoint_every", "out")
+
+
+def _temperature(value: Any) -> float | str:
+    """A temperature setting: ``"anneal"``, or a number > 0 (also given as text)."""
+    if value == "anneal":
+        return value
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not number > 0 or math.isinf(number):
+        raise ConfigError(f"`temperature` must be a number > 0 or 'anneal'; got {value!r}.")
+    return number
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""`blackbox-vae train`: the training loop, with periodic evaluation, checkpoints and exact resume."""
+"""`blackbox-vae train`: the training loop, with periodic evaluation, checkpoints and exact resume.
+
+A run is built from its config (`build_run`); `train` then restores it from its checkpoint when resuming,
+takes steps, monitors them (metrics rows, the validation bound, the progress bar) and saves checkpoints.
+Each phase is one function below.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,19 @@ import csv
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from blackbox_vae.cli.config import RESUME_INVARIANT, ConfigError, TrainConfig
-from blackbox_vae.cli.plots import plot_loss_curve
+from blackbox_vae.cli.config import RESUME_MAY_CHANGE, ConfigError, TrainConfig
 from blackbox_vae.data import BatchStream, Dataset, load_dataset
 from blackbox_vae.evaluation import log_likelihood_bound
 from blackbox_vae.losses.base import Loss
-from blackbox_vae.losses.registry import build_loss
-from blackbox_vae.models.registry import build_models
+from blackbox_vae.losses.registry import LOSSES, build_loss
+from blackbox_vae.models.registry import MODELS, build_models
 
 __all__ = ["Run", "build_run", "train", "resolve_device"]
 
@@ -27,7 +31,11 @@ METRICS_FIELDS = ("step", "seconds", "train_bound", "valid_bound")
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch device named on the command line, with a clear error when CUDA is not there."""
+    """The torch device named on the command line, with a clear error when CUDA is not there.
+
+    Raises:
+        ConfigError: for a name torch does not know, or CUDA where it is not available.
+    """
     try:
         device = torch.device(name)
     except RuntimeError as error:
@@ -47,11 +55,13 @@ class Run:
 
 
 def build_run(config: TrainConfig, device: torch.device | None = None) -> Run:
-    """Loads the data and builds models and loss as ``config`` says (parameters seeded by ``config.seed``)."""
+    """Loads the data and builds models and loss as ``config`` says (parameters seeded by ``config.seed``).
+
+    Raises:
+        ConfigError: when the model or the loss cannot be built as configured (e.g. a reparameterized
+            estimator on discrete latents: the loss's own construction-time error, passed on).
+    """
     device = device or resolve_device(config.device)
-    if config.loss in ("elbo", "iwae") and config.model in ("sbn", "categorical"):
-        raise ConfigError(f"--loss {config.loss} needs reparameterizable latents, but the {config.model!r} model's are "
-                          "discrete; use score-function, nvil, vimco, rws or gumbel-softmax (or --model gaussian).")
     dataset = load_dataset(config.data, Path(config.data_dir) if config.data_dir else None, config.binarization,
                            seed=config.seed)
     torch.manual_seed(config.seed)
@@ -64,22 +74,30 @@ def build_run(config: TrainConfig, device: torch.device | None = None) -> Run:
     # so there the loop checks the running bound at each logging interval instead.
     try:
         loss = build_loss(config.loss, inf_net, gen_model, config.n_samples, data_dim=dataset.data_dim,
-                          baseline=config.baseline, variance_normalization=config.variance_normalization,
-                          phi_update=config.phi_update, temperature=_temperature(config.temperature),
-                          straight_through=config.straight_through, gradient=config.gradient,
-                          validate=device.type == "cpu")
+                          options=config.estimator_options(), validate=device.type == "cpu")
     except (ValueError, TypeError) as error:  # e.g. n_samples too small, or an estimator the model cannot use
-        raise ConfigError(str(error)) from error
+        hint = ""
+        if any(not getattr(inf_net, f"has_{hook}") for hook in LOSSES[config.loss].loss_class.needs):
+            hint = f" Models that --loss {config.loss} can train: {', '.join(_models_for(config.loss))}."
+        raise ConfigError(f"--model {config.model} with --loss {config.loss}: {error}{hint}") from error
     return Run(config, dataset, loss.to(device), device)
 
 
-def _temperature(value: str) -> float | str:
-    if value == "anneal":
-        return value
-    try:
-        return float(value)
-    except ValueError as error:
-        raise ConfigError(f"`temperature` must be a number or 'anneal'; got {value!r}.") from error
+def _models_for(loss: str) -> list[str]:
+    """The ready models whose inference network has every hook the loss needs (asked of tiny instances)."""
+    needs = LOSSES[loss].loss_class.needs
+    return [model for model in MODELS
+            if all(getattr(build_models(model, 2, layers=[1], hidden=[1])[0], f"has_{hook}") for hook in needs)]
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: the step reached, the training time so far, and the metrics rows written."""
+
+    step: int = 0
+    elapsed: float = 0.0
+    metrics: list[dict] = field(default_factory=list)
+    last_logged: int = 0
 
 
 def _validation_bound(run: Run, data: torch.Tensor, step: int) -> float:
@@ -90,19 +108,85 @@ def _validation_bound(run: Run, data: torch.Tensor, step: int) -> float:
 
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
-    changed = [name for name in RESUME_INVARIANT if saved.get(name) != getattr(config, name)]
+    """Raises unless every setting outside `RESUME_MAY_CHANGE` equals the checkpoint's (effective values)."""
+    saved = TrainConfig.from_saved(saved, f"{path} (its config)").effective()
+    current = config.effective()
+    changed = [name for name in current if name not in RESUME_MAY_CHANGE and saved.get(name) != current[name]]
     if changed:
-        details = ", ".join(f"{n}: {saved.get(n)!r} -> {getattr(config, n)!r}" for n in changed)
+        details = ", ".join(f"{n}: {saved.get(n)!r} -> {current[n]!r}" for n in changed)
         raise ConfigError(f"cannot resume {path}: these settings differ from the checkpoint's ({details}). "
-                          "Resume with the same settings (only steps and the monitoring intervals may change), "
+                          f"Resume with the same settings (only {', '.join(RESUME_MAY_CHANGE)} may change), "
                           "or train into a new --out directory.")
 
 
-def _write_metrics(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
+# ------------------------------------------------------------------------------------------- restore
+def _restore(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, path: Path) -> _Progress:
+    """Loads the checkpoint at ``path`` into the run's loss, optimizer, batch stream and random generators."""
+    # To the CPU: RNG states must stay CPU tensors; load_state_dict moves parameters and optimizer state.
+    state = load_checkpoint(path, map_location="cpu")
+    _check_resumable(state["config"], run.config, path)
+    run.loss.load_state_dict(state["loss"])
+    optimizer.load_state_dict(state["optimizer"])
+    stream.load_state_dict(state["stream"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if run.device.type == "cuda" and state["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    progress = _Progress(state["step"], state["elapsed"], list(state["metrics"]), state["step"])
+    if progress.step >= run.config.steps:
+        raise ConfigError(f"the checkpoint in {path.parent} is already at step {progress.step}; pass --steps above "
+                          f"{progress.step} to train further.")
+    return progress
+
+
+# ---------------------------------------------------------------------------------------------- step
+def _step(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream) -> None:
+    """One gradient step on the next batch."""
+    optimizer.zero_grad(set_to_none=True)
+    run.loss(next(stream)).backward()
+    optimizer.step()
+
+
+# ------------------------------------------------------------------------------------------- monitor
+def _monitor(run: Run, progress: _Progress, valid: torch.Tensor, started: float) -> dict[str, str] | None:
+    """At a logging or evaluation step, appends a metrics row; returns the progress bar's postfix (else None).
+
+    Raises:
+        FloatingPointError: when the training bound became non-finite.
+    """
+    config, step = run.config, progress.step
+    logging = step % config.log_every == 0 or step == config.steps
+    evaluating = step % config.eval_every == 0 or step == config.steps
+    if not (logging or evaluating):
+        return None
+    recent = run.loss.loss_history_[progress.last_logged - step:] if step > progress.last_logged else []
+    train_bound = -sum(recent) / len(recent) if recent else float("nan")
+    if recent and not math.isfinite(train_bound):
+        raise FloatingPointError(f"the training bound became {train_bound} by step {step} "
+                                 f"({config.loss} on {config.data}); lower --lr, or check the model.")
+    progress.last_logged = step
+    progress.elapsed = time.perf_counter() - started
+    row = {"step": step, "seconds": round(progress.elapsed, 3), "train_bound": train_bound, "valid_bound": ""}
+    postfix = {"bound": f"{train_bound:.3f}"}
+    if evaluating:
+        row["valid_bound"] = _validation_bound(run, valid, step)
+        postfix["valid"] = f"{row['valid_bound']:.3f}"
+    progress.metrics.append(row)
+    return postfix
+
+
+# ---------------------------------------------------------------------------------------------- save
+def _save(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, progress: _Progress, out: Path) -> None:
+    """Writes the checkpoint (atomically) and ``metrics.csv``."""
+    rng = {"torch": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else []}
+    save_checkpoint(out / CHECKPOINT_NAME, {
+        "config": run.config.to_dict(), "step": progress.step, "elapsed": progress.elapsed,
+        "loss": run.loss.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng,
+        "stream": stream.state_dict(), "metrics": progress.metrics})
+    with open(out / "metrics.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(progress.metrics)
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
@@ -118,7 +202,17 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         config: the settings.
         resume: continue from the run directory's checkpoint.
         progress: show a tqdm progress bar (default: when stderr is a terminal).
+
+    Returns:
+        ``{"steps", "seconds", "train_bound", "valid_bound", "eval_k", "out"}``.
+
+    Raises:
+        ConfigError: for invalid settings, or a checkpoint that cannot be resumed with them.
     """
+    from tqdm.auto import tqdm  # the command line's dependencies load with the command line, not the library
+
+    from blackbox_vae.cli.plots import plot_loss_curve
+
     config.validate()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,68 +221,25 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     stream = BatchStream(run.dataset.train.to(run.device), config.batch_size,
                          dynamic_binarization=run.dataset.binarization == "dynamic", seed=config.seed)
     valid = run.dataset.valid[:config.eval_size].to(run.device)
-    step, elapsed, metrics = 0, 0.0, []
-    checkpoint_path = out / CHECKPOINT_NAME
-    if resume:
-        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves parameters and optimizer state.
-        state = load_checkpoint(checkpoint_path, map_location="cpu")
-        _check_resumable(state["config"], config, checkpoint_path)
-        run.loss.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        stream.load_state_dict(state["stream"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if run.device.type == "cuda" and state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        step, elapsed, metrics = state["step"], state["elapsed"], list(state["metrics"])
-        if step >= config.steps:
-            raise ConfigError(f"the checkpoint in {out} is already at step {step}; pass --steps above {step} to "
-                              "train further.")
+    state = _restore(run, optimizer, stream, out / CHECKPOINT_NAME) if resume else _Progress()
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
 
-    def save() -> None:
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else []}
-        save_checkpoint(checkpoint_path, {"config": config.to_dict(), "step": step, "elapsed": elapsed,
-                                          "loss": run.loss.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "rng": rng, "stream": stream.state_dict(), "metrics": metrics})
-        _write_metrics(metrics, out / "metrics.csv")
-
-    bar = tqdm(total=config.steps, initial=step, desc=f"{config.loss} on {config.data}", unit="step",
+    bar = tqdm(total=config.steps, initial=state.step, desc=f"{config.loss} on {config.data}", unit="step",
                disable=None if progress is None else not progress, dynamic_ncols=True)
-    last_logged = step
-    started = time.perf_counter() - elapsed
-    while step < config.steps:
-        batch = next(stream)
-        optimizer.zero_grad(set_to_none=True)
-        run.loss(batch).backward()
-        optimizer.step()
-        step += 1
-        logging = step % config.log_every == 0 or step == config.steps
-        evaluating = step % config.eval_every == 0 or step == config.steps
-        if logging or evaluating:
-            recent = run.loss.loss_history_[last_logged - step:] if step > last_logged else []
-            train_bound = -sum(recent) / len(recent) if recent else float("nan")
-            if recent and not math.isfinite(train_bound):
-                raise FloatingPointError(f"the training bound became {train_bound} by step {step} "
-                                         f"({config.loss} on {config.data}); lower --lr, or check the model.")
-            last_logged = step
-            elapsed = time.perf_counter() - started
-            row = {"step": step, "seconds": round(elapsed, 3), "train_bound": train_bound, "valid_bound": ""}
-            if evaluating:
-                row["valid_bound"] = _validation_bound(run, valid, step)
-            metrics.append(row)
-            postfix = {"bound": f"{train_bound:.3f}"}
-            if evaluating:
-                postfix["valid"] = f"{row['valid_bound']:.3f}"
+    started = time.perf_counter() - state.elapsed
+    while state.step < config.steps:
+        _step(run, optimizer, stream)
+        state.step += 1
+        postfix = _monitor(run, state, valid, started)
+        if postfix is not None:
             bar.set_postfix(postfix)
         bar.update(1)
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            elapsed = time.perf_counter() - started
-            save()
+        if state.step % config.checkpoint_every == 0 or state.step == config.steps:
+            state.elapsed = time.perf_counter() - started
+            _save(run, optimizer, stream, state, out)
     bar.close()
-    plot_loss_curve(run.loss.loss_history_, metrics, out / "loss_curve.png",
+    plot_loss_curve(run.loss.loss_history_, state.metrics, out / "loss_curve.png",
                     f"{config.loss} (K={config.n_samples}), {config.model} on {config.data}")
-    final = next(row for row in reversed(metrics) if row["valid_bound"] != "")
-    summary = {"steps": step, "seconds": round(elapsed, 2), "train_bound": metrics[-1]["train_bound"],
-               "valid_bound": final["valid_bound"], "eval_k": config.eval_k, "out": str(out)}
-    return summary
+    final = next(row for row in reversed(state.metrics) if row["valid_bound"] != "")
+    return {"steps": state.step, "seconds": round(state.elapsed, 2), "train_bound": state.metrics[-1]["train_bound"],
+            "valid_bound": final["valid_bound"], "eval_k": config.eval_k, "out": str(out)}

@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.nn.functional import softplus
 
 
 def log_mean_exp(log_weights: Tensor) -> Tensor:
@@ -33,16 +34,33 @@ def log_sum_exp_others(log_weights: Tensor) -> Tensor:
 _SMALL_K = 8
 
 
-def log_mean_exp_replacing_each(log_weights: Tensor, replacements: Tensor) -> Tensor:
-    """log (1/K) (sum_{j != k} exp(w_j) + exp(r_k)) for every k: ``[batch, K], [batch, K] -> [batch, K]``.
-
-    The K-sample bound with sample k's weight replaced by ``r_k`` (VIMCO's leave-one-out bounds). O(K)
-    time and memory per data point for K > 8 (through `log_sum_exp_others`); for K <= 8 a masked
-    K x K matrix, which takes fewer kernels. Neither subtracts a term from a sum.
-    """
+def _log_sum_exp_others(log_weights: Tensor) -> Tensor:
+    """`log_sum_exp_others` by a masked K x K matrix for K <= 8, by prefix/suffix scans above."""
     k = log_weights.shape[1]
-    if k <= _SMALL_K:
-        diagonal = torch.eye(k, dtype=torch.bool, device=log_weights.device)  # [K, K]: row k replaces w_k
-        rows = torch.where(diagonal, replacements.unsqueeze(2), log_weights.unsqueeze(1))  # [batch, K, K]
-        return torch.logsumexp(rows, dim=2) - math.log(k)
-    return torch.logaddexp(log_sum_exp_others(log_weights), replacements) - math.log(k)
+    if k > _SMALL_K:
+        return log_sum_exp_others(log_weights)
+    diagonal = torch.eye(k, dtype=torch.bool, device=log_weights.device)  # [K, K]: row k leaves out w_k
+    rows = log_weights.unsqueeze(1).masked_fill(diagonal, -math.inf)  # [batch, K, K]
+    return torch.logsumexp(rows, dim=2)
+
+
+def vimco_learning_signals(log_weights: Tensor) -> Tensor:
+    """VIMCO's learning signals L - L^{-k}: ``[batch, K] -> [batch, K]``, for K >= 2 (no gradient).
+
+    L is the K-sample bound log (1/K) sum_j w_j, and L^{-k} the same bound with w_k replaced by the
+    geometric mean of the other weights, g_k = (1/(K-1)) sum_{j != k} log w_j. With A_k the log-sum-exp of
+    the other weights, L = A_k + softplus(w_k - A_k) - log K and likewise for L^{-k}, so
+
+        L - L^{-k} = softplus(w_k - A_k) - softplus(g_k - A_k),
+
+    computed without ever forming L or L^{-k}: those are of the size of |log w| (hundreds of nats) while
+    their difference is of the size of 1/K, and subtracting them loses every digit of it in float32 at
+    large K. The log-weights are first shifted by their detached row maximum (the signals do not depend on
+    a shift), so A_k is of the size of log K, not of |log w|. O(K) time and memory per data point.
+    """
+    log_weights = log_weights.detach()
+    log_weights = log_weights - log_weights.max(dim=1, keepdim=True).values  # [batch, K], max 0
+    k = log_weights.shape[1]
+    others = _log_sum_exp_others(log_weights)  # [batch, K]: A_k
+    geometric_mean_others = (log_weights.sum(dim=1, keepdim=True) - log_weights) / (k - 1)  # [batch, K]: g_k
+    return softplus(log_weights - others) - softplus(geometric_mean_others - others)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+import functools
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -11,15 +12,43 @@ from torch import Tensor, nn
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents, map_latents
-from blackbox_vae.losses._importance import log_mean_exp
 from blackbox_vae.losses._checks import check_data, check_finite, check_latents, check_log_prob, check_n_samples
 
 __all__ = ["Loss"]
 
-# Pending history entries are detached device scalars, turned into floats in
-# one transfer when read or when this many have piled up, so that training on
-# a GPU does not synchronize with the host on every step.
+# Pending history entries are detached device scalars, turned into floats in one transfer when read or
+# when this many have piled up, so that training on a GPU does not synchronize with the host every step.
 _HISTORY_FLUSH_EVERY = 256
+
+# What to tell a user whose InfNet lacks a hook that an estimator needs (see `Loss.needs`).
+_HOOK_ADVICE = {
+    "rsample": "a reparameterized sample; implement `rsample`, or use a score-function estimator such as "
+               "ScoreFunctionLoss or VIMCOLoss, which need only `sample` and `log_prob`",
+    "relaxed_rsample": "a relaxed (Gumbel-softmax / Concrete) sample of discrete latents; subclass "
+                       "RelaxedBernoulliInfNet or RelaxedCategoricalInfNet, implement `relaxed_rsample`, or use a "
+                       "score-function estimator such as VIMCOLoss",
+}
+
+Sampler = Literal["sample", "rsample", "relaxed_rsample"]
+
+
+def outside_compiled_graphs(method: Callable) -> Callable:
+    """Runs ``method`` eagerly even inside a ``torch.compile``d loss (host-side bookkeeping).
+
+    The same as ``torch.compiler.disable``, applied on first use under compilation: the decorator
+    itself imports the compiler stack, which would double the time of ``import blackbox_vae``.
+    """
+    disabled: list[Callable] = []
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not torch.compiler.is_compiling():
+            return method(*args, **kwargs)
+        if not disabled:
+            disabled.append(torch.compiler.disable(method))
+        return disabled[0](*args, **kwargs)
+
+    return wrapper
 
 
 class Loss(nn.Module, metaclass=abc.ABCMeta):
@@ -27,15 +56,15 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
 
     A loss is constructed as ``SomeLoss(inf_net, gen_model, n_samples=..., ...)``
     and called as ``loss(data)`` with ``data [batch, *data_shape]``. It drives
-    both models itself and returns a scalar surrogate, averaged over the batch,
-    whose gradient is the estimator; minimize it with any torch optimizer. The
-    models are registered as submodules, so ``loss.parameters()`` holds both
-    networks' parameters (and any the estimator learns itself) and
-    ``loss.to(device)`` moves everything.
+    both models itself and returns a scalar to minimize: its **value** is the
+    estimated objective (the negative bound, averaged over the batch) and its
+    **gradient** is the estimator's, as ``objective + (surrogate - surrogate.detach())``
+    (Pyro's ``differentiable_loss`` does the same). The models are registered as
+    submodules, so ``loss.parameters()`` holds both networks' parameters (and any
+    the estimator learns itself) and ``loss.to(device)`` moves everything.
 
-    Subclasses implement `_estimate`, returning the per-datum bound
-    (the objective reported in ``loss_history_``) and the surrogate loss
-    (what is differentiated), kept apart by name.
+    Subclasses implement `_estimate`, returning the objective (what is
+    reported) and the surrogate loss (what is differentiated), kept apart by name.
 
     Attributes:
         loss_history_: the estimated objective, the negative bound averaged
@@ -51,25 +80,26 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             check reads one value back from the device per call; turn it off
             for speed once a model is known to be sound. Shape checks are
             always on (they cost nothing).
+
+    Raises:
+        TypeError: if a model is not an InfNet / GenModel, or ``inf_net`` lacks a hook the
+            estimator needs (`needs`).
+        ValueError: if ``n_samples`` is below the estimator's `min_samples`.
     """
 
     #: Smallest ``n_samples`` the estimator accepts, and why.
     min_samples: ClassVar[int] = 1
     min_samples_reason: ClassVar[str] = ""
-    #: Whether the estimator differentiates through ``inf_net.rsample``.
-    needs_rsample: ClassVar[bool] = False
-    #: What ``_estimate`` returns as its first value: ``"bound"`` (the per-datum bound ``[batch]``, or
-    #: per-sample terms ``[batch, K]`` that average to it) or ``"log-weights"`` (``log p - log q``
-    #: ``[batch, K]``, whose log-mean-exp over K is the bound). Either way it is reduced off the hot path.
-    recorded: ClassVar[str] = "bound"
+    #: Optional InfNet hooks the estimator calls besides ``sample`` and ``log_prob``: each name ``h`` is
+    #: checked at construction through the InfNet's capability flag ``has_h`` (``"rsample"``: `InfNet.has_rsample`).
+    needs: ClassVar[tuple[str, ...]] = ()
+    #: The choices of each constructor option that takes one of a few values, e.g. ``{"baseline": (None,
+    #: "mean", "leave-one-out")}``: the estimator validates its arguments against them, and the command line
+    #: offers exactly these. The one place each option's choices are written.
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     log_p_: Tensor | None
     log_q_: Tensor | None
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.recorded not in ("bound", "log-weights"):
-            raise TypeError(f"{cls.__name__}.recorded must be 'bound' or 'log-weights'; got {cls.recorded!r}.")
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, *, validate: bool = True):
         super().__init__()
@@ -78,11 +108,10 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             raise TypeError(f"{name}: `inf_net` must be an InfNet (q(z|x)); got {type(inf_net).__name__}.")
         if not isinstance(gen_model, GenModel):
             raise TypeError(f"{name}: `gen_model` must be a GenModel (p(x, z)); got {type(gen_model).__name__}.")
-        if self.needs_rsample and not inf_net.has_rsample:
-            raise TypeError(
-                f"{name} is a reparameterized estimator and needs `{type(inf_net).__name__}.rsample`, which is not "
-                "implemented. Implement `rsample`, or use a score-function estimator such as ScoreFunctionLoss."
-            )
+        for hook in self.needs:
+            if not getattr(inf_net, f"has_{hook}"):
+                raise TypeError(f"{name} needs `{type(inf_net).__name__}.{hook}`, which it does not have "
+                                f"(`has_{hook}` is False): {_HOOK_ADVICE.get(hook, f'implement `{hook}`')}.")
         self.inf_net = inf_net
         self.gen_model = gen_model
         self.n_samples = check_n_samples(n_samples, self.min_samples, name, self.min_samples_reason)
@@ -92,21 +121,37 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         self.log_p_ = None
         self.log_q_ = None
 
+    def _check_choice(self, option: str, value: Any) -> Any:
+        """Returns ``value`` if it is one of ``choices[option]``, else raises naming the option."""
+        allowed = self.choices[option]
+        if not any(value is choice or (type(value) is type(choice) and value == choice) for choice in allowed):
+            raise ValueError(f"{type(self).__name__}: `{option}` must be one of {allowed}; got {value!r}.")
+        return value
+
     # ------------------------------------------------------------------ API
     def forward(self, data: Tensor) -> Tensor:
-        """Estimates the objective for ``data`` and returns the surrogate loss.
+        """Estimates the objective for ``data``; returns a scalar to minimize.
 
         Args:
             data: ``[batch, *data_shape]``.
 
         Returns:
-            a scalar; its gradient is the estimator (to be minimized).
+            a scalar whose value is the estimated objective (the negative bound, averaged over
+            the batch) and whose gradient is the estimator's.
         """
         data = check_data(data, type(self).__name__)
         self._check_device(data)
-        bound, surrogate_loss = self._estimate(data)
-        self._record(bound.detach())
-        return surrogate_loss
+        objective, surrogate_loss = self._estimate(data)
+        if not (isinstance(objective, Tensor) and objective.dim() == 0
+                and isinstance(surrogate_loss, Tensor) and surrogate_loss.dim() == 0):
+            shapes = [tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in (objective, surrogate_loss)]
+            raise TypeError(f"`{type(self).__name__}._estimate` must return two scalars (objective [], surrogate_loss "
+                            f"[]): the negative bound averaged over the batch, and what is differentiated; got "
+                            f"{shapes[0]} and {shapes[1]}.")
+        self._record(objective.detach())
+        if surrogate_loss is objective:  # its value is already the objective
+            return surrogate_loss
+        return objective.detach() + (surrogate_loss - surrogate_loss.detach())
 
     @property
     def loss_history_(self) -> list[float]:
@@ -116,22 +161,20 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns ``(bound, surrogate_loss [])`` for one batch.
+        """Returns ``(objective [], surrogate_loss [])`` for one batch.
 
-        ``bound`` is what `recorded` names: the per-datum bound
-        ``[batch]``, per-sample terms ``[batch, K]`` whose mean is the batch's
-        bound (the ELBO's learning signals), or the log-weights ``[batch, K]``
-        of an importance-weighted bound. It is detached and reduced to the
-        history's number later, in one batch with other steps.
+        ``objective`` is the estimated negative bound averaged over the batch, the value the
+        call reports (its gradient is ignored); ``surrogate_loss`` is what is differentiated.
+        Return the same tensor twice when the surrogate's value is the objective.
         """
 
     # ------------------------------------------------------- model driving
-    def _draw(self, data: Tensor, reparameterized: bool = False, **rsample_options: Any) -> tuple[Latents, Tensor, Tensor]:
+    def _draw(self, data: Tensor, sampler: Sampler = "sample", **options: Any) -> tuple[Latents, Tensor, Tensor]:
         """Samples K latents from q for ``data`` and scores them under q and p.
 
-        With ``reparameterized=False`` the latents are detached (score-function
-        estimators treat them as fixed); with ``True`` they come from
-        ``inf_net.rsample(n_samples, **rsample_options)`` and carry the gradient path.
+        ``sampler`` names the InfNet method that draws them: ``"sample"`` (detached latents, as the
+        score-function estimators treat them), ``"rsample"`` or ``"relaxed_rsample"`` (with ``options``,
+        e.g. ``temperature``), whose latents carry the gradient path.
 
         Also keeps the detached log-probabilities in ``log_q_`` / ``log_p_``.
 
@@ -139,34 +182,34 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             ``(latents, log_q [batch, K], log_p [batch, K])``.
         """
         inf_name = type(self.inf_net).__name__
+        batch, k = data.shape[0], self.n_samples
         inf_net = self.inf_net(data)
-        if reparameterized:
-            if type(inf_net).rsample_and_log_prob is InfNet.rsample_and_log_prob:
-                latents = inf_net.rsample(self.n_samples, **rsample_options)
-                check_latents(latents, data.shape[0], self.n_samples, f"{inf_name}.rsample")
+        if sampler == "sample":
+            if type(inf_net).sample_and_log_prob is InfNet.sample_and_log_prob:
+                # No fused hook: check the samples before log_prob sees them.
+                latents = map_latents(Tensor.detach, inf_net.sample(k))
+                check_latents(latents, batch, k, f"{inf_name}.sample")
                 log_q = inf_net.log_prob(latents)
             else:
-                latents, log_q = inf_net.rsample_and_log_prob(self.n_samples, **rsample_options)
-                check_latents(latents, data.shape[0], self.n_samples, f"{inf_name}.rsample_and_log_prob")
-        elif type(inf_net).sample_and_log_prob is InfNet.sample_and_log_prob:
-            # No fused hook: check the samples before log_prob sees them.
-            latents = map_latents(Tensor.detach, inf_net.sample(self.n_samples))
-            check_latents(latents, data.shape[0], self.n_samples, f"{inf_name}.sample")
-            log_q = inf_net.log_prob(latents)
+                latents, log_q = inf_net.sample_and_log_prob(k)
+                check_latents(latents, batch, k, f"{inf_name}.sample_and_log_prob")
+                latents = map_latents(Tensor.detach, latents)
+        elif sampler == "rsample" and type(inf_net).rsample_and_log_prob is not InfNet.rsample_and_log_prob:
+            latents, log_q = inf_net.rsample_and_log_prob(k)
+            check_latents(latents, batch, k, f"{inf_name}.rsample_and_log_prob")
         else:
-            latents, log_q = inf_net.sample_and_log_prob(self.n_samples)
-            check_latents(latents, data.shape[0], self.n_samples, f"{inf_name}.sample_and_log_prob")
-            latents = map_latents(Tensor.detach, latents)
-        log_q = self._checked(log_q, data.shape[0], self.n_samples, f"{inf_name}.log_prob")
+            latents = getattr(inf_net, sampler)(k, **options)
+            check_latents(latents, batch, k, f"{inf_name}.{sampler}")
+            log_q = inf_net.log_prob(latents)
+        log_q = self._checked(log_q, batch, k, f"{inf_name}.log_prob")
         log_p = self._score(data, latents)
         self._keep(log_q, log_p)
         return latents, log_q, log_p
 
     def _keep(self, log_q: Tensor, log_p: Tensor) -> None:
-        """Stores the last batch's log-probabilities, detached (bypassing nn.Module.__setattr__: a hot path,
-        and the values are plain tensors)."""
-        object.__setattr__(self, "log_q_", log_q.detach())
-        object.__setattr__(self, "log_p_", log_p.detach())
+        """Stores the last batch's log-probabilities, detached."""
+        self.log_q_ = log_q.detach()
+        self.log_p_ = log_p.detach()
 
     def _score(self, data: Tensor, latents: Latents) -> Tensor:
         """log p(x, z) ``[batch, K]`` for latents with leading ``[batch, K]``."""
@@ -181,12 +224,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         return log_prob
 
     def _check_device(self, data: Tensor) -> None:
-        # One parameter stands for all (the models move together); remembered, since walking parameters()
-        # on every call costs more than the check. .to() keeps Parameter objects, so its device stays current.
-        param = self.__dict__.get("_device_reference")
-        if param is None:
-            param = next(self.parameters(), None)
-            object.__setattr__(self, "_device_reference", param)
+        param = next(self.parameters(), None)
         if param is not None and param.device != data.device:
             raise ValueError(
                 f"{type(self).__name__}: `data` is on {data.device} but the models' parameters are on "
@@ -194,33 +232,23 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             )
 
     # --------------------------------------------------------------- state
-    @torch.compiler.disable  # host-side bookkeeping: outside any compiled graph, and no guard on its length
-    def _record(self, bound: Tensor) -> None:
-        self._pending.append(bound)
+    @outside_compiled_graphs  # host-side bookkeeping: no guard on the list's length in a compiled graph
+    def _record(self, objective: Tensor) -> None:
+        self._pending.append(objective)
         if len(self._pending) >= _HISTORY_FLUSH_EVERY:
             self._flush_history()
 
     def _flush_history(self) -> None:
-        # Averaged here rather than per call: a few kernels fewer on the hot path, and one transfer.
         if self._pending:
-            if len({recorded.shape for recorded in self._pending}) == 1:
-                bounds = self._bounds(torch.stack(self._pending, dim=0))
-            else:  # batches of different sizes (a last, smaller batch)
-                bounds = torch.stack([self._bounds(recorded.unsqueeze(0))[0] for recorded in self._pending])
-            self._history.extend((-bounds).tolist())
+            self._history.extend(torch.stack(self._pending).tolist())
             self._pending.clear()
-
-    def _bounds(self, recorded: Tensor) -> Tensor:
-        """``[steps, batch, ...]`` of what ``_estimate`` returned -> the batch-mean bound per step ``[steps]``."""
-        if self.recorded == "log-weights":  # [steps, batch, K] -> [steps, batch]
-            recorded = log_mean_exp(recorded.flatten(0, 1)).view(recorded.shape[:2])
-        return recorded.flatten(1).mean(1)
 
     def get_extra_state(self) -> dict[str, Any]:
         """Non-tensor state saved in ``state_dict()``: the loss history."""
         return {"loss_history": list(self.loss_history_)}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restores what `get_extra_state` saved."""
         self._pending.clear()
         self._history = [float(value) for value in state["loss_history"]]
 

@@ -31,7 +31,7 @@ class ELBOLoss(Loss):
         validate: see `Loss`.
 
     Raises:
-        TypeError: if ``inf_net`` does not implement ``rsample``.
+        TypeError: if ``inf_net`` has no ``rsample`` (``has_rsample`` is False).
 
     References:
         Kingma & Welling (2014), Auto-encoding variational Bayes.
@@ -39,9 +39,9 @@ class ELBOLoss(Loss):
         approximate inference in deep generative models.
     """
 
-    needs_rsample = True
+    needs = ("rsample",)
 
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
-        _, log_q, log_p = self._draw(data, reparameterized=True)
-        elbo = log_p - log_q  # [batch, K]
-        return elbo.detach(), -elbo.mean()  # per-sample terms: the history averages them
+        _, log_q, log_p = self._draw(data, "rsample")
+        negative_elbo = -(log_p - log_q).mean()  # the objective is its own surrogate
+        return negative_elbo, negative_elbo

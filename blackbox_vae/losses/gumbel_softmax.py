@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 import math
-from typing import Callable, Union
+from typing import Any, Callable, Union
+
+import torch
 
 from torch import Tensor
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.losses.base import Loss
+from blackbox_vae.relaxed import check_temperature
 
 __all__ = ["GumbelSoftmaxLoss", "TemperatureSchedule"]
 
@@ -19,7 +21,7 @@ class TemperatureSchedule:
     """Jang et al.'s annealing: ``max(minimum, initial * exp(-rate * t))``, t rounded down to a multiple of ``every``.
 
     Pass one as ``GumbelSoftmaxLoss(temperature=...)``; the loss evaluates it at
-    its own step count (the number of calls so far, which ``state_dict`` keeps).
+    its own step count (the number of training calls so far, which ``state_dict`` keeps).
 
     Args:
         initial: temperature at step 0, > 0.
@@ -58,7 +60,7 @@ class GumbelSoftmaxLoss(Loss):
     $$
 
     where ``y`` is a relaxed sample (a point of the simplex, or of [0, 1] for
-    Bernoulli latents) from ``inf_net.rsample(n, temperature=tau)``, and both
+    Bernoulli latents) from ``inf_net.relaxed_rsample(n, temperature=tau)``, and both
     log-probabilities are the models' own ``log_prob`` evaluated at ``y`` (for
     the library's Bernoulli and categorical models, the discrete log-mass
     extended linearly, $\sum_i y_i \log \pi_i$). The gradient is the
@@ -73,22 +75,26 @@ class GumbelSoftmaxLoss(Loss):
     uses y's gradient. Biased for every temperature, but the decoder only ever
     sees discrete codes.
 
+    A schedule is evaluated at the loss's step count: the number of training
+    calls so far, i.e. calls in training mode (``loss.train()``, the default)
+    with gradients enabled. Calls under ``torch.no_grad()`` or after
+    ``loss.eval()`` (evaluation) leave the schedule where it is.
+
     Cost per step: one forward/backward of q and p over K samples.
 
     Args:
-        inf_net: an InfNet whose ``rsample`` takes ``temperature`` (and
-            ``straight_through``), e.g. a `RelaxedBernoulliInfNet` or
-            `RelaxedCategoricalInfNet`.
+        inf_net: an InfNet with a ``relaxed_rsample`` (``has_relaxed_rsample``), e.g. a
+            `RelaxedBernoulliInfNet` or `RelaxedCategoricalInfNet`.
         gen_model: p(x, z), scoring relaxed latents.
         n_samples: K.
         temperature: a float > 0, or a schedule ``step -> float`` such as
-            `TemperatureSchedule`, evaluated at the loss's call count.
+            `TemperatureSchedule`, evaluated at the loss's step count.
         straight_through: use the straight-through variant.
         validate: see `Loss`.
 
     Raises:
-        TypeError: if ``inf_net.rsample`` does not take ``temperature`` (or ``straight_through``).
-        ValueError: for a temperature <= 0.
+        TypeError: if ``inf_net`` has no ``relaxed_rsample``.
+        ValueError: for a temperature that is not a number > 0.
 
     References:
         Jang, Gu & Poole (2017), Categorical reparameterization with Gumbel-softmax.
@@ -96,45 +102,43 @@ class GumbelSoftmaxLoss(Loss):
         Bengio, Léonard & Courville (2013), Estimating or propagating gradients through stochastic neurons.
     """
 
-    needs_rsample = True
+    needs = ("relaxed_rsample",)
+    choices = {"straight_through": (True, False)}
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, temperature: Temperature = 1.0,
                  straight_through: bool = False, *, validate: bool = True):
         super().__init__(inf_net, gen_model, n_samples, validate=validate)
-        wanted = ["temperature"] + (["straight_through"] if straight_through else [])
-        accepted = inspect.signature(inf_net.rsample).parameters
-        missing = [name for name in wanted if name not in accepted]
-        if missing:
-            raise TypeError(
-                f"GumbelSoftmaxLoss needs `{type(inf_net).__name__}.rsample` to take {', '.join(map(repr, missing))}; "
-                "its signature is " f"rsample{inspect.signature(inf_net.rsample)}. Subclass RelaxedBernoulliInfNet or "
-                "RelaxedCategoricalInfNet, or add the argument to your rsample."
-            )
         if not callable(temperature):
-            _check_temperature(temperature)
+            check_temperature(type(self).__name__, temperature)
         self.temperature = temperature
-        self.straight_through = bool(straight_through)
+        self.straight_through = self._check_choice("straight_through", straight_through)
+        self.steps = 0  # training calls so far: where a schedule is evaluated
 
     @property
     def current_temperature(self) -> float:
-        """The temperature the next call uses."""
+        """The temperature the next training call uses."""
         if callable(self.temperature):
-            return _check_temperature(self.temperature(len(self._history) + len(self._pending)))
+            return check_temperature(f"{type(self).__name__} (its temperature schedule at step {self.steps})",
+                                     self.temperature(self.steps))
         return float(self.temperature)
 
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
-        options = {"temperature": self.current_temperature}
-        if self.straight_through:
-            options["straight_through"] = True
-        _, log_q, log_p = self._draw(data, reparameterized=True, **options)
-        objective = log_p - log_q  # [batch, K]
-        return objective.detach(), -objective.mean()  # per-sample terms: the history averages them
+        temperature = self.current_temperature
+        if self.training and torch.is_grad_enabled():
+            self.steps += 1
+        _, log_q, log_p = self._draw(data, "relaxed_rsample", temperature=temperature,
+                                     straight_through=self.straight_through)
+        negative_objective = -(log_p - log_q).mean()  # the objective is its own surrogate
+        return negative_objective, negative_objective
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The history, and the step count at which the temperature schedule is evaluated."""
+        return {**super().get_extra_state(), "steps": self.steps}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restores what `get_extra_state` saved."""
+        super().set_extra_state(state)
+        self.steps = int(state["steps"])
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}, temperature={self.temperature!r}, straight_through={self.straight_through}"
-
-
-def _check_temperature(temperature: object) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"GumbelSoftmaxLoss: `temperature` must be a number > 0 or a schedule; got {temperature!r}.")
-    return float(temperature)

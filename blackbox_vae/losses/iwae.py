@@ -17,7 +17,6 @@ from blackbox_vae.losses.base import Loss
 __all__ = ["IWAELoss"]
 
 Gradient = Literal["reparam", "stl", "dreg"]
-_GRADIENTS = ("reparam", "stl", "dreg")
 
 
 class IWAELoss(Loss):
@@ -67,21 +66,19 @@ class IWAELoss(Loss):
         Tucker, Lawson, Gu & Maddison (2019), Doubly reparameterized gradient estimators for Monte Carlo objectives.
     """
 
-    needs_rsample = True
-    recorded = "log-weights"
+    needs = ("rsample",)
+    choices = {"gradient": ("reparam", "stl", "dreg")}
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, gradient: Gradient = "reparam",
                  *, validate: bool = True):
-        if gradient not in _GRADIENTS:
-            raise ValueError(f"IWAELoss: `gradient` must be one of {_GRADIENTS}; got {gradient!r}.")
         super().__init__(inf_net, gen_model, n_samples, validate=validate)
-        self.gradient = gradient
+        self.gradient = self._check_choice("gradient", gradient)
 
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         if self.gradient == "reparam" or not torch.is_grad_enabled():
-            _, log_q, log_p = self._draw(data, reparameterized=True)
-            log_weights = log_p - log_q  # [batch, K]
-            return log_weights.detach(), -log_mean_exp(log_weights).mean()
+            _, log_q, log_p = self._draw(data, "rsample")
+            negative_bound = -log_mean_exp(log_p - log_q).mean()  # the objective is its own surrogate
+            return negative_bound, negative_bound
         return self._path_gradient_estimate(data)
 
     def _path_gradient_estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
@@ -109,7 +106,7 @@ class IWAELoss(Loss):
         )
         theta_term = (normalized * log_p).sum()  # reaches theta only: the latents in log_p are detached
         surrogate = (theta_term + path_term) / batch
-        return log_weights.detach(), -surrogate
+        return -log_mean_exp(log_weights.detach()).mean(), -surrogate
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}, gradient={self.gradient!r}"

@@ -86,6 +86,8 @@ class NVILLoss(Loss):
         Mnih & Gregor (2014), Neural variational inference and learning in belief networks.
     """
 
+    choices = {"running_mean": (True, False), "variance_normalization": (True, False)}
+
     def __init__(
         self,
         inf_net: InfNet,
@@ -104,8 +106,8 @@ class NVILLoss(Loss):
             raise ValueError(f"NVILLoss: `decay` must be in [0, 1); got {decay!r}.")
         super().__init__(inf_net, gen_model, n_samples, validate=validate)
         self.baseline_net = baseline_net
-        self.running_mean = bool(running_mean)
-        self.variance_normalization = bool(variance_normalization)
+        self.running_mean = self._check_choice("running_mean", running_mean)
+        self.variance_normalization = self._check_choice("variance_normalization", variance_normalization)
         self.signal_mean = MovingAverage(decay)
         self.signal_variance = MovingAverage(decay)
 
@@ -136,7 +138,7 @@ class NVILLoss(Loss):
         with torch.no_grad():
             self.signal_mean.update(residual.mean())
             self.signal_variance.update(residual.var(unbiased=False))
-        return learning_signal, surrogate_loss  # per-sample ELBO terms: the history averages them
+        return -learning_signal.mean(), surrogate_loss
 
     def extra_repr(self) -> str:
         return (f"n_samples={self.n_samples}, running_mean={self.running_mean}, "

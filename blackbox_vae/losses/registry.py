@@ -1,8 +1,10 @@
-"""Build a loss by name (used by the command line)."""
+"""Build a loss by name (used by the command line), with the options each one takes."""
 
 from __future__ import annotations
 
-from typing import Optional
+import inspect
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
@@ -15,58 +17,79 @@ from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
 from blackbox_vae.losses.vimco import VIMCOLoss
 
-__all__ = ["LOSSES", "build_loss"]
+__all__ = ["LOSSES", "LossSpec", "build_loss", "option_choices", "option_default", "ANNEALED_TEMPERATURE"]
 
-#: name -> the options it reads (see build_loss)
-LOSSES = {
-    "score-function": ("baseline",),
-    "nvil": ("variance_normalization",),
-    "vimco": (),
-    "rws": ("phi_update",),
-    "gumbel-softmax": ("temperature", "straight_through"),
-    "elbo": (),
-    "iwae": ("gradient",),
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss as the command line knows it.
+
+    Attributes:
+        loss_class: the `Loss` subclass.
+        options: the constructor's keyword arguments that can be set by name (command-line flags and
+            config keys); their choices, where they have a few, are the class's ``choices``.
+    """
+
+    loss_class: type[Loss]
+    options: tuple[str, ...] = ()
+
+
+#: name -> how to build it.
+LOSSES: dict[str, LossSpec] = {
+    "score-function": LossSpec(ScoreFunctionLoss, ("baseline",)),
+    "nvil": LossSpec(NVILLoss, ("variance_normalization",)),
+    "vimco": LossSpec(VIMCOLoss),
+    "rws": LossSpec(RWSLoss, ("phi_update",)),
+    "gumbel-softmax": LossSpec(GumbelSoftmaxLoss, ("temperature", "straight_through")),
+    "elbo": LossSpec(ELBOLoss),
+    "iwae": LossSpec(IWAELoss, ("gradient",)),
 }
+
+#: ``temperature="anneal"``: Jang et al.'s schedule ``max(0.5, exp(-1e-4 t))``, updated every 500 steps.
+ANNEALED_TEMPERATURE = TemperatureSchedule(1.0, 0.5, 1e-4, 500)
+
+
+def _spec(name: str) -> LossSpec:
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}.")
+    return LOSSES[name]
+
+
+def option_choices(name: str, option: str) -> tuple[Any, ...] | None:
+    """The choices of ``option`` of the loss called ``name`` (from its class's ``choices``), or None if free."""
+    return _spec(name).loss_class.choices.get(option)
+
+
+def option_default(name: str, option: str) -> Any:
+    """The default value of ``option`` in the constructor of the loss called ``name``."""
+    return inspect.signature(_spec(name).loss_class.__init__).parameters[option].default
 
 
 def build_loss(name: str, inf_net: InfNet, gen_model: GenModel, n_samples: int, *, data_dim: int,
-               baseline: Optional[str] = None, variance_normalization: bool = True, phi_update: str = "wake",
-               temperature: float | str = 1.0, straight_through: bool = False, gradient: str = "reparam",
-               validate: bool = True) -> Loss:
-    """A loss object by name; options that do not apply to it are ignored.
+               options: Mapping[str, Any] | None = None, validate: bool = True) -> Loss:
+    """A loss object by name.
 
     Args:
         name: one of `LOSSES`.
+        inf_net: q(z|x).
+        gen_model: p(x, z).
         n_samples: K.
-        data_dim: input size of NVIL's baseline network.
-        baseline: ``ScoreFunctionLoss``'s baseline (``None``, ``"mean"``, ``"leave-one-out"``).
-        variance_normalization: NVIL's (its baseline network is an ``NVILBaseline`` with 100 tanh units).
-        phi_update: RWS's (``"wake"``, ``"sleep"``, ``"wake-sleep"``).
-        temperature: Gumbel-softmax's: a number, or ``"anneal"`` for Jang et al.'s schedule
-            ``max(0.5, exp(-1e-4 t))`` updated every 500 steps.
-        straight_through: Gumbel-softmax's straight-through variant.
-        gradient: IWAE's (``"reparam"``, ``"stl"``, ``"dreg"``).
+        data_dim: input size of NVIL's baseline network (an `NVILBaseline` with 100 tanh units).
+        options: values of the loss's options (`LossSpec.options`); an option left out takes the
+            constructor's default. ``temperature`` may be ``"anneal"`` (`ANNEALED_TEMPERATURE`).
         validate: see `Loss`.
 
     Raises:
-        ValueError: for an unknown name.
+        ValueError: for an unknown name, or an option the loss does not take (never silently ignored).
     """
-    common = {"validate": validate}
-    if name == "score-function":
-        return ScoreFunctionLoss(inf_net, gen_model, n_samples, baseline=baseline, **common)
-    if name == "nvil":
-        return NVILLoss(inf_net, gen_model, n_samples, baseline_net=NVILBaseline(data_dim),
-                        variance_normalization=variance_normalization, **common)
-    if name == "vimco":
-        return VIMCOLoss(inf_net, gen_model, n_samples, **common)
-    if name == "rws":
-        return RWSLoss(inf_net, gen_model, n_samples, phi_update=phi_update, **common)
-    if name == "gumbel-softmax":
-        schedule = TemperatureSchedule(1.0, 0.5, 1e-4, 500) if temperature == "anneal" else float(temperature)
-        return GumbelSoftmaxLoss(inf_net, gen_model, n_samples, temperature=schedule,
-                                 straight_through=straight_through, **common)
-    if name == "elbo":
-        return ELBOLoss(inf_net, gen_model, n_samples, **common)
-    if name == "iwae":
-        return IWAELoss(inf_net, gen_model, n_samples, gradient=gradient, **common)
-    raise ValueError(f"build_loss: unknown loss {name!r}; expected one of {', '.join(LOSSES)}.")
+    spec = _spec(name)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        takes = f"its options are {', '.join(spec.options)}" if spec.options else "it takes no options"
+        raise ValueError(f"the {name!r} loss does not take {', '.join(map(repr, unknown))}; {takes}.")
+    if options.get("temperature") == "anneal":
+        options["temperature"] = ANNEALED_TEMPERATURE
+    if spec.loss_class is NVILLoss:
+        options["baseline_net"] = NVILBaseline(data_dim)
+    return spec.loss_class(inf_net, gen_model, n_samples, validate=validate, **options)

@@ -11,12 +11,12 @@ from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import map_latents
 from blackbox_vae.losses._checks import check_latents, check_n_samples
+from blackbox_vae.losses._importance import log_mean_exp
 from blackbox_vae.losses.base import Loss
 
 __all__ = ["RWSLoss"]
 
 PhiUpdate = Literal["wake", "sleep", "wake-sleep"]
-_PHI_UPDATES = ("wake", "sleep", "wake-sleep")
 
 
 class RWSLoss(Loss):
@@ -40,7 +40,9 @@ class RWSLoss(Loss):
     - ``"wake-sleep"``: the average of the two.
 
     Each term reaches only its own parameter set (latents and dreams are
-    detached), so one ``backward`` applies both phases.
+    detached), so one ``backward`` applies both phases. The sleep phase runs
+    first, so that after a call ``inf_net.params_`` is q's for the data (not for
+    the dreams), as after every other loss.
 
     Cost per step: one forward/backward of q and p over K samples; the sleep
     phase adds ancestral sampling of ``n_dreams`` pairs and one q pass on them.
@@ -58,7 +60,7 @@ class RWSLoss(Loss):
         Revisiting reweighted wake-sleep for models with stochastic control flow.
     """
 
-    recorded = "log-weights"  # the bound is not needed for the gradient: computed off the hot path
+    choices = {"phi_update": ("wake", "sleep", "wake-sleep")}
 
     def __init__(
         self,
@@ -70,9 +72,8 @@ class RWSLoss(Loss):
         n_dreams: Optional[int] = None,
         validate: bool = True,
     ):
-        if phi_update not in _PHI_UPDATES:
-            raise ValueError(f"RWSLoss: `phi_update` must be one of {_PHI_UPDATES}; got {phi_update!r}.")
         super().__init__(inf_net, gen_model, n_samples, validate=validate)
+        self._check_choice("phi_update", phi_update)
         if "wake" in phi_update.split("-"):
             check_n_samples(n_samples, 2, f"RWSLoss(phi_update={phi_update!r})",
                             "the wake-phi update self-normalizes K weights; with K = 1 its expectation is zero")
@@ -82,17 +83,19 @@ class RWSLoss(Loss):
         self.n_dreams = n_dreams
 
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
+        # The sleep phase first: its q pass on the dreams would otherwise leave inf_net.params_ holding theirs.
+        sleep_phi = self._sleep_phi(data.shape[0]) if self.phi_update != "wake" else None
         _, log_q, log_p = self._draw(data)
         log_weights = (log_p - log_q).detach()  # [batch, K]
+        bound = log_mean_exp(log_weights)  # [batch]
         normalized_weights = torch.softmax(log_weights, dim=1)  # [batch, K]
-        if self.phi_update == "wake":  # both wake terms in one weighted sum (fewer kernels on the hot path)
-            objective = (normalized_weights * (log_p + log_q)).sum(dim=1).mean()
-            return log_weights, -objective
         wake_theta = (normalized_weights * log_p).sum(dim=1).mean()
-        phi_objective = self._sleep_phi(data.shape[0])
-        if self.phi_update == "wake-sleep":
-            phi_objective = (phi_objective + (normalized_weights * log_q).sum(dim=1).mean()) / 2
-        return log_weights, -(wake_theta + phi_objective)
+        if self.phi_update == "sleep":
+            phi_objective = sleep_phi
+        else:
+            wake_phi = (normalized_weights * log_q).sum(dim=1).mean()
+            phi_objective = wake_phi if self.phi_update == "wake" else (wake_phi + sleep_phi) / 2
+        return -bound.mean(), -(wake_theta + phi_objective)
 
     def _sleep_phi(self, batch: int) -> Tensor:
         """mean log q(z'|x') over dreams (x', z') ~ p(x, z): a scalar, differentiable in phi."""

@@ -16,7 +16,6 @@ from blackbox_vae.losses.base import Loss
 __all__ = ["ScoreFunctionLoss"]
 
 Baseline = Optional[Literal["mean", "leave-one-out"]]
-_BASELINES = (None, "mean", "leave-one-out")
 
 
 class ScoreFunctionLoss(Loss):
@@ -41,7 +40,8 @@ class ScoreFunctionLoss(Loss):
     - ``None``: $b_k = 0$.
     - ``"mean"``: an exponential moving average of the batch-mean learning
       signal over past calls (bias-corrected as in Adam, so early calls are not
-      pulled towards zero), updated after the gradient is formed.
+      pulled towards zero), read before it is updated with the current batch
+      (reading it after would make each sample's baseline depend on it).
     - ``"leave-one-out"``: the mean signal of the other K-1 samples of the same
       data point; needs ``n_samples >= 2``.
 
@@ -67,6 +67,8 @@ class ScoreFunctionLoss(Loss):
         Gerrish & Blei (2014), Black box variational inference.
     """
 
+    choices = {"baseline": (None, "mean", "leave-one-out")}
+
     def __init__(
         self,
         inf_net: InfNet,
@@ -77,11 +79,10 @@ class ScoreFunctionLoss(Loss):
         baseline_decay: float = 0.9,
         validate: bool = True,
     ):
-        if baseline not in _BASELINES:
-            raise ValueError(f"ScoreFunctionLoss: `baseline` must be one of {_BASELINES}; got {baseline!r}.")
         if not 0.0 <= baseline_decay < 1.0:
             raise ValueError(f"ScoreFunctionLoss: `baseline_decay` must be in [0, 1); got {baseline_decay!r}.")
         super().__init__(inf_net, gen_model, n_samples, validate=validate)
+        self._check_choice("baseline", baseline)
         if baseline == "leave-one-out":
             check_n_samples(
                 n_samples, 2, "ScoreFunctionLoss(baseline='leave-one-out')",
@@ -95,8 +96,8 @@ class ScoreFunctionLoss(Loss):
         learning_signal = (log_p - log_q).detach()  # [batch, K]
         advantage = learning_signal if self.baseline is None else learning_signal - self._baseline(learning_signal)
         surrogate = log_p + advantage * log_q  # [batch, K]
-        self._update_average(learning_signal)
-        return learning_signal, -surrogate.mean()  # per-sample ELBO terms: the history averages them
+        self._update_average(learning_signal)  # after the baseline was read
+        return -learning_signal.mean(), -surrogate.mean()
 
     def _baseline(self, learning_signal: Tensor) -> Tensor:
         if self.baseline == "leave-one-out":

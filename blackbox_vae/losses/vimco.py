@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 from torch import Tensor
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
-from blackbox_vae.losses._importance import log_mean_exp, log_mean_exp_replacing_each
+from blackbox_vae.losses._importance import log_mean_exp, vimco_learning_signals
 from blackbox_vae.losses.base import Loss
 
 __all__ = ["VIMCOLoss"]
@@ -37,8 +36,11 @@ class VIMCOLoss(Loss):
     depend on $z_k$, so the estimator is unbiased for the gradient of
     $\mathbb{E}[\hat{\mathcal{L}}_K]$ in both parameter sets.
 
-    All K leave-one-out terms are computed together in O(K) time and memory per
-    data point (prefix/suffix log-sum-exps; no K x K matrix).
+    All K leave-one-out signals are computed together in O(K) time and memory per
+    data point (prefix/suffix log-sum-exps; no K x K matrix above K = 8), as a
+    difference of two softplus terms of size 1/K rather than of two bounds of
+    size |log w|, so they keep their precision in float32 at large K and
+    |log w| (see ``vimco_learning_signals``).
 
     Cost per step: as `ScoreFunctionLoss` with K samples.
     Needs ``n_samples >= 2``.
@@ -64,10 +66,6 @@ class VIMCOLoss(Loss):
         _, log_q, log_p = self._draw(data)
         log_weights = log_p - log_q  # [batch, K], differentiable in both parameter sets
         bound = log_mean_exp(log_weights)  # [batch]
-        signal = log_weights.detach()
-        k = self.n_samples
-        geometric_mean_others = (signal.sum(dim=1, keepdim=True) - signal) / (k - 1)  # [batch, K]
-        bound_without_k = log_mean_exp_replacing_each(signal, geometric_mean_others)  # [batch, K]
-        learning_signal = bound.detach().unsqueeze(1) - bound_without_k  # [batch, K]
+        learning_signal = vimco_learning_signals(log_weights)  # [batch, K], no gradient
         surrogate = bound + (learning_signal * log_q).sum(dim=1)  # [batch]
-        return bound.detach(), -surrogate.mean()
+        return -bound.detach().mean(), -surrogate.mean()

@@ -7,17 +7,16 @@ Written directly against InfNet/GenModel, with log-likelihoods by ``binary_cross
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
-from pyro.distributions import RelaxedBernoulliStraightThrough
 from torch import Tensor, nn
 from torch.distributions import RelaxedBernoulli
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.models._mlp import mlp
-from blackbox_vae.relaxed import _temperature
+from blackbox_vae.relaxed import check_temperature, straight_through_sample
 
 __all__ = ["DeepSBNInfNet", "DeepSBNGenModel", "bernoulli_log_prob"]
 
@@ -98,17 +97,28 @@ class DeepSBNInfNet(InfNet):
             log_q = log_q + bernoulli_log_prob(self._logits_above(layer, latents[layer - 1]), latents[layer])
         return log_q
 
-    def rsample(self, n_samples: int = 1, temperature: Optional[float] = None,
-                straight_through: bool = False) -> tuple[Tensor, ...]:
-        """Relaxed (binary Concrete) samples, layer by layer, each conditioned on the relaxed layer below."""
-        tau = _temperature(type(self).__name__, temperature, self.params_)
-        relaxed = RelaxedBernoulliStraightThrough if straight_through else RelaxedBernoulli
+    def relaxed_rsample(self, n_samples: int = 1, *, temperature: float,
+                        straight_through: bool = False) -> tuple[Tensor, ...]:
+        """Relaxed (binary Concrete) samples, layer by layer, each conditioned on the (relaxed) layer below.
+
+        Args:
+            n_samples: samples per data point.
+            temperature: the relaxation's temperature, > 0.
+            straight_through: exact {0, 1} samples forward (each layer conditioned on the hard layer below),
+                relaxed gradients backward.
+
+        Raises:
+            ValueError: for a temperature that is not a number > 0.
+        """
+        tau = torch.as_tensor(check_temperature(f"{type(self).__name__}.relaxed_rsample", temperature),
+                              dtype=self.params_.dtype, device=self.params_.device)
         logits = self.params_.unsqueeze(1).expand(-1, n_samples, -1)
         latents = []
         for layer in range(len(self.conditionals)):
             if layer > 0:
                 logits = self._logits_above(layer, latents[-1])
-            latents.append(relaxed(tau, logits=logits, validate_args=False).rsample())
+            relaxed = RelaxedBernoulli(tau, logits=logits, validate_args=False).rsample()
+            latents.append(straight_through_sample(relaxed.detach().round(), relaxed) if straight_through else relaxed)
         return tuple(latents)
 
 

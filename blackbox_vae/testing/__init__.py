@@ -26,6 +26,7 @@ from blackbox_vae.testing.linear_gaussian import (
     closed_form_elbo,
     closed_form_log_marginal,
     closed_form_posterior,
+    quadrature_expectation,
     quadrature_gradients,
     quadrature_iwae_bound,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "exact_iwae_bound",
     "exact_rws_wake_objectives",
     "exact_sleep_phi_objective",
+    "quadrature_expectation",
     "quadrature_iwae_bound",
     "quadrature_gradients",
     "LinearGaussianInfNet",

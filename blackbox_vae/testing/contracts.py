@@ -8,7 +8,8 @@ what to fix:
 - ``forward`` returns ``self``;
 - samples have leading dimensions ``[batch, n_samples]`` (``[n_samples]`` for
   ``GenModel.sample``), log-probabilities are floating ``[batch, n_samples]`` and finite;
-- ``log_prob`` is differentiable in the model's parameters (and ``rsample`` carries a gradient path);
+- ``log_prob`` is differentiable in the model's parameters, and ``rsample`` / ``relaxed_rsample`` (where
+  the capability flags ``has_rsample`` / ``has_relaxed_rsample`` say they work) carry a gradient path;
 - ``log_prob`` is vectorized over samples: scoring K samples at once equals K calls with one each;
 - ``sample`` and ``log_prob`` agree: for discrete values, the empirical frequency of every drawn
   configuration matches ``exp(log_prob)`` (a z-test per configuration, Bonferroni-corrected, at the
@@ -130,7 +131,7 @@ def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequency_samples: int = 4000,
-                  false_failure_rate: float = 1e-3, rsample_options: Optional[dict] = None) -> None:
+                  false_failure_rate: float = 1e-3, relaxed_temperature: float = 0.5) -> None:
     """Checks an InfNet against the contract the losses rely on.
 
     Args:
@@ -139,8 +140,8 @@ def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequenc
         n_samples: K for the shape and vectorization checks.
         frequency_samples: draws for the sample/log_prob agreement check (discrete latents only).
         false_failure_rate: chance that a correct model fails the frequency check.
-        rsample_options: keyword arguments for ``rsample`` (e.g. ``{"temperature": 0.5}``); ``rsample`` is
-            checked when the class implements it.
+        relaxed_temperature: the temperature at which ``relaxed_rsample`` is checked (when
+            ``has_relaxed_rsample``).
 
     Raises:
         ContractError: naming what is wrong and what to fix.
@@ -156,17 +157,20 @@ def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequenc
     singles = [inf_net.log_prob(map_latents(lambda t: t[:, k:k + 1], latents)) for k in range(n_samples)]
     _check_vectorized(log_q, singles, f"{name}.log_prob")
 
-    if inf_net.has_rsample:
+    samplers = {"rsample": {}, "relaxed_rsample": {"temperature": relaxed_temperature}}
+    for sampler, options in samplers.items():
+        if not getattr(inf_net, f"has_{sampler}"):
+            continue
         try:
-            relaxed = inf_net.rsample(n_samples, **(rsample_options or {}))
-        except (NotImplementedError, TypeError):
-            relaxed = None  # e.g. a distribution without rsample, or a relaxed one needing a temperature
-        if relaxed is not None:
-            _reraise(lambda: check_latents(relaxed, batch, n_samples, f"{name}.rsample"))
-            leaves = [leaf for _, leaf in latent_leaves(relaxed)]
-            _expect(all(leaf.requires_grad for leaf in leaves),
-                    f"`{name}.rsample` returned samples without a gradient path; reparameterize them "
-                    "(loc + scale * noise) instead of sampling under no_grad.")
+            drawn = getattr(inf_net, sampler)(n_samples, **options)
+        except NotImplementedError as error:
+            raise ContractError(f"`{name}.has_{sampler}` is True, but `{name}.{sampler}` raised "
+                                f"NotImplementedError ({error}); a capability flag must say whether the method "
+                                "works.") from error
+        _reraise(lambda: check_latents(drawn, batch, n_samples, f"{name}.{sampler}"))
+        _expect(all(leaf.requires_grad for _, leaf in latent_leaves(drawn)),
+                f"`{name}.{sampler}` returned samples without a gradient path; reparameterize them "
+                "(loc + scale * noise) instead of sampling under no_grad.")
 
     if _is_discrete(latents):
         with torch.no_grad():

@@ -53,6 +53,15 @@ def gradient_draws(loss: nn.Module, data: Tensor, n_draws: int, names: list[str]
     return torch.stack(draws)
 
 
+def _assert_finite(values: Tensor, labels: list[str], what: str) -> None:
+    """Raises AssertionError naming the first non-finite element of ``values [P]``."""
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        index = int((~finite).nonzero()[0])
+        raise AssertionError(f"{what} is not finite: {labels[index]} = {values[index].item()} "
+                             f"({int((~finite).sum())} of {values.numel()} elements are NaN or infinite).")
+
+
 def critical_value(false_failure_rate: float, n_comparisons: int, n_draws: int) -> float:
     """Two-sided Bonferroni threshold for |mean - exact| / standard error.
 
@@ -106,17 +115,32 @@ def assert_unbiased(
 
     Raises:
         AssertionError: with a table of the worst elements (parameter, exact,
-            estimated mean, standard error, z) when any element is off.
+            estimated mean, standard error, z) when any element is off; and
+            when any draw, the exact gradient or its reference error holds a
+            NaN or an infinity (a non-finite value can never be compared, so it
+            fails, naming the first such element).
     """
     names = list(expected)
-    draws = gradient_draws(loss, data, n_draws, names).double()  # [n_draws, P]
-    exact = torch.cat([expected[n].reshape(-1) for n in names]).double().to(draws.device)
     labels = [f"{n}[{i}]" for n in names for i in range(expected[n].numel())]
+    exact = torch.cat([expected[n].reshape(-1) for n in names]).double()
+    _assert_finite(exact, labels, "the exact (expected) gradient")
+    if reference_error is not None:
+        error = torch.cat([reference_error[n].reshape(-1) for n in names]).double()
+        _assert_finite(error, labels, "the reference error")
+    draws = gradient_draws(loss, data, n_draws, names).double()  # [n_draws, P]
+    exact = exact.to(draws.device)
+    non_finite = ~torch.isfinite(draws)
+    if bool(non_finite.any()):
+        draw, index = non_finite.nonzero()[0].tolist()
+        raise AssertionError(f"gradient draw {draw} (of {n_draws}) is not finite: {labels[index]} = "
+                             f"{draws[draw, index].item()}; {int(non_finite.any(1).sum())} of the draws hold NaN or "
+                             "infinite elements.")
     mean = draws.mean(0)
     standard_error = draws.std(0) / math.sqrt(n_draws)
     if reference_error is not None:
-        error = torch.cat([reference_error[n].reshape(-1) for n in names]).double().to(draws.device)
-        standard_error = (standard_error.pow(2) + error.pow(2)).sqrt()
+        standard_error = (standard_error.pow(2) + error.to(draws.device).pow(2)).sqrt()
+    _assert_finite(mean, labels, "the mean of the gradient draws")  # finite draws can still overflow
+    _assert_finite(standard_error, labels, "the standard error of the gradient draws")
     threshold = critical_value(false_failure_rate, exact.numel(), n_draws)
     # A deterministic element (zero spread) can only be off by rounding.
     rounding = 64 * torch.finfo(torch.float32 if data.dtype == torch.float32 else torch.float64).eps
