@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from blackbox_vae import GenModel, InfNet, RelaxedBernoulliInfNet
+from blackbox_vae import GenModel, InfNet, RelaxedBernoulliInfNet, ScoreFunctionLoss
 from blackbox_vae.models import SBNGenModel, SBNInfNet
 from blackbox_vae.models._mlp import mlp
 from blackbox_vae.testing import (
@@ -116,6 +116,16 @@ class DictLatentGaussianGenModel(GenModel):
     def sample(self, n_samples=1):
         data, latents = self.inner.sample(n_samples)
         return data, _split(latents)
+
+
+class SelfIncludingBaselineLoss(ScoreFunctionLoss):
+    """A deliberately wrong estimator: each sample's baseline includes its own signal (biased)."""
+
+    def __init__(self, inf_net, gen_model, n_samples):
+        super().__init__(inf_net, gen_model, n_samples, baseline="mean")  # so that _baseline is consulted
+
+    def _baseline(self, learning_signal):
+        return learning_signal.mean(dim=1, keepdim=True)
 
 
 # ---------------------------------------------------------------------------- the NVIL statistics

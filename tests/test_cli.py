@@ -128,3 +128,43 @@ def test_module_and_console_script_entry_points(tmp_path):
     script = Path(sys.executable).parent / "blackbox-vae"
     if script.exists():  # installed with pip
         assert subprocess.run([str(script), "--help"], capture_output=True, timeout=120).returncode == 0
+
+
+def test_the_command_line_reaches_every_exported_loss_and_option():
+    """Every Loss exported by blackbox_vae has a --loss name, and every option flag is an option of a registered
+    loss whose choices are that class's own (one source of truth)."""
+    import blackbox_vae
+    from blackbox_vae.cli import build_parser
+    from blackbox_vae.cli.config import ESTIMATOR_OPTIONS
+    from blackbox_vae.losses.registry import LOSSES
+
+    exported = {getattr(blackbox_vae, n) for n in blackbox_vae.__all__}
+    loss_classes = {c for c in exported if isinstance(c, type) and issubclass(c, blackbox_vae.Loss)} - {blackbox_vae.Loss}
+    assert loss_classes == {spec.loss_class for spec in LOSSES.values()}
+    options = [option for spec in LOSSES.values() for option in spec.options]
+    assert sorted(options) == sorted(ESTIMATOR_OPTIONS)  # each option belongs to exactly one loss
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {action.dest: action for action in train_parser._actions}
+    assert list(flags["loss"].choices) == list(LOSSES)
+    for name, spec in LOSSES.items():
+        for option in spec.options:
+            choices = spec.loss_class.choices.get(option)
+            if choices is not None and set(choices) != {True, False}:
+                assert flags[option].choices == [c for c in choices if c is not None], option
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--loss", "vimco", "--phi-update", "sleep"], "`phi_update` is an option of rws, not of --loss vimco"),
+    (["--loss", "gumbel-softmax", "--gradient", "dreg"], "`gradient` is an option of iwae, not of --loss gumbel-softmax"),
+    (["--loss", "gumbel-softmax", "--temperature", "0"], "`temperature` must be a number > 0 or 'anneal'; got '0'"),
+    (["--loss", "gumbel-softmax", "--temperature", "warm"], "`temperature` must be a number > 0 or 'anneal'"),
+])
+def test_an_option_the_loss_does_not_take_is_an_error(tmp_path, capsys, flags, message):
+    assert main(["train", "--out", str(tmp_path / "run"), *TINY, *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_config_json_records_the_options_that_took_effect(tmp_path):
+    train(tmp_path / "run", "--layers", "4", "--loss", "rws")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["phi_update"] == "wake" and config["baseline"] is None and config["gradient"] is None

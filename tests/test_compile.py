@@ -11,7 +11,8 @@ DATA_DIM, LATENT_DIM, REPLICAS = 5, 3, 100
 
 # Warnings from inside torch's compiler stack (it touches torch.jit on import, and reads .grad of the
 # tensors it inspects); not ours to fix, and the suite turns warnings into errors.
-pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+# Slow (compiling takes tens of seconds): `pytest -m slow` runs them, as .ci/run does.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")]
 
 

@@ -7,6 +7,8 @@ K-sample bound on a linear Gaussian model (IWAE, STL, DReG), and a
 Gauss-Legendre quadrature of the relaxed objective over the logistic noise
 (Gumbel-softmax). ``assert_unbiased`` compares 200 gradient draws elementwise
 with a Bonferroni-corrected threshold (false-failure rate <= 1e-3 per test).
+Variants (of K, baselines, temperatures) are marked ``slow``: tests/test_loss_registry.py checks one of
+each estimator in the default run, and ``pytest -m slow`` (which .ci/run runs) the rest.
 """
 
 import math
@@ -16,17 +18,14 @@ import pytest
 import torch
 
 from blackbox_vae import (
-    ELBOLoss,
     GumbelSoftmaxLoss,
     IWAELoss,
     NVILBaseline,
     NVILLoss,
-    RelaxedBernoulliInfNet,
     RWSLoss,
     VIMCOLoss,
 )
 from blackbox_vae.models import SBNGenModel
-from blackbox_vae.models._mlp import mlp
 from blackbox_vae.testing import (
     assert_unbiased,
     bernoulli_configurations,
@@ -38,13 +37,15 @@ from blackbox_vae.testing import (
     gradients,
     quadrature_gradients,
 )
-from test_gradients import DATA_DIM, LATENT_DIM, REPLICAS, binary_data, linear_gaussian, random_sbn
+import exact_references as ref
+from exact_references import DATA_DIM, LATENT_DIM, REPLICAS, binary_data, linear_gaussian, random_sbn
 
 
 def configurations(device):
     return bernoulli_configurations(LATENT_DIM, dtype=torch.float64, device=device)
 
 
+@pytest.mark.slow  # variants: the registry's exact test checks one in the default run
 @pytest.mark.parametrize("n_samples", [2, 3])
 def test_vimco_is_unbiased_for_the_k_sample_bound(device, n_samples):
     inf_net, gen_model = random_sbn(device)
@@ -54,6 +55,7 @@ def test_vimco_is_unbiased_for_the_k_sample_bound(device, n_samples):
     assert_unbiased(loss, batch, gradients(-exact.mean(), loss), n_draws=200)
 
 
+@pytest.mark.slow  # variants: the registry's exact test checks one in the default run
 @pytest.mark.parametrize("baseline_net, running_mean", [(True, True), (True, False), (False, True)])
 def test_nvil_without_variance_normalization_is_unbiased(device, baseline_net, running_mean):
     inf_net, gen_model = random_sbn(device)
@@ -96,6 +98,7 @@ def rws_expected(loss, inf_net, gen_model, points, device, phi_update, n_samples
     return gradients(-(wake_theta.mean() + phi), loss)
 
 
+@pytest.mark.slow  # variants: the registry's exact test checks one in the default run
 @pytest.mark.parametrize("phi_update, n_samples", [("wake", 2), ("wake", 3), ("sleep", 2), ("sleep", 1),
                                                    ("wake-sleep", 3)])
 def test_rws_updates_have_their_exact_expectations(device, phi_update, n_samples):
@@ -121,6 +124,7 @@ def one_dimensional_linear_gaussian(device):
     return linear_gaussian(device, data_dim=3, latent_dim=1)
 
 
+@pytest.mark.slow  # variants: the registry's exact test checks one in the default run
 @pytest.mark.parametrize("gradient, n_samples", [("reparam", 2), ("reparam", 3), ("dreg", 2), ("dreg", 3),
                                                  ("stl", 1), ("dreg", 1)])
 def test_iwae_gradients_are_unbiased_where_theory_says_so(device, gradient, n_samples):
@@ -138,71 +142,39 @@ def test_stl_for_k_1_matches_the_closed_form_elbo_gradient_in_higher_dimensions(
     assert_unbiased(loss, points.repeat(REPLICAS, 1), expected, n_draws=200)
 
 
-def test_iwae_with_one_sample_is_the_elbo_loss():
-    inf_net, gen_model, points = linear_gaussian("cpu")
-    values = []
-    for loss in (IWAELoss(inf_net, gen_model, 1), ELBOLoss(inf_net, gen_model, 1)):
-        torch.manual_seed(3)
-        loss.zero_grad()
-        value = loss(points)
-        value.backward()
-        values.append((value.item(), [p.grad.clone() for p in loss.parameters()], loss.loss_history_[-1]))
-    assert values[0][0] == pytest.approx(values[1][0], rel=1e-12)
-    assert values[0][2] == pytest.approx(values[1][2], rel=1e-12)
-    for a, b in zip(values[0][1], values[1][1]):
-        torch.testing.assert_close(a, b)
+@pytest.mark.parametrize("gradient", ["reparam", "dreg"])
+def test_iwae_with_one_sample_is_unbiased_for_the_closed_form_elbo_gradient(gradient):
+    """K = 1: the bound is the ELBO, so every IWAE gradient must average to the closed-form ELBO gradient."""
+    inf_net, gen_model, points = linear_gaussian("cpu")  # a 2-D latent
+    loss = IWAELoss(inf_net, gen_model, 1, gradient=gradient)
+    expected = gradients(-closed_form_elbo(inf_net, gen_model, points).mean(), loss)
+    assert_unbiased(loss, points.repeat(REPLICAS, 1), expected, n_draws=200)
 
 
-class SmallRelaxedBernoulliInfNet(RelaxedBernoulliInfNet):
-    def __init__(self, data_dim, latent_dim):
-        super().__init__()
-        self.encoder = mlp(data_dim, (), latent_dim)
-
-    def logits(self, data):
-        return self.encoder(data)
-
-
-def relaxed_objective_by_quadrature(inf_net, gen_model, data, temperature, n_nodes=48):
-    """E over logistic noise of log p(x, y) - log q(y|x), y = sigmoid((logit + L) / tau), by Gauss-Legendre in u.
-
-    L = log u - log(1 - u) with u uniform, so the expectation is an integral over the unit cube.
-    """
-    nodes, weights = np.polynomial.legendre.leggauss(n_nodes)
-    u = torch.as_tensor((nodes + 1) / 2, dtype=data.dtype, device=data.device)
-    w = torch.as_tensor(weights / 2, dtype=data.dtype, device=data.device)
-    latent_dim = inf_net.encoder[-1].out_features
-    grid = torch.cartesian_prod(*[u] * latent_dim).reshape(-1, latent_dim)  # [G, H]
-    grid_weights = torch.cartesian_prod(*[w] * latent_dim).reshape(-1, latent_dim).prod(-1)  # [G]
-    noise = torch.log(grid) - torch.log1p(-grid)  # logistic
-    logits = inf_net(data).params_.logits  # [batch, H]
-    relaxed = torch.sigmoid((logits.unsqueeze(1) + noise) / temperature)  # [batch, G, H]
-    objective = gen_model(data, relaxed).log_prob(data, relaxed) - inf_net.log_prob(relaxed)  # [batch, G]
-    return (objective * grid_weights).sum(-1)
-
-
+@pytest.mark.slow  # variants: the registry's exact test checks one in the default run
 @pytest.mark.parametrize("temperature", [0.5, 1.0])
 def test_gumbel_softmax_is_unbiased_for_its_relaxed_objective(device, temperature):
     torch.manual_seed(4)
-    inf_net = SmallRelaxedBernoulliInfNet(DATA_DIM, 2).double().to(device)
+    inf_net = ref.SmallRelaxedBernoulliInfNet(DATA_DIM, 2).double().to(device)
     gen_model = SBNGenModel(DATA_DIM, 2).double().to(device)
     points, batch = binary_data(device)
     loss = GumbelSoftmaxLoss(inf_net, gen_model, n_samples=2, temperature=temperature)
-    exact = relaxed_objective_by_quadrature(inf_net, gen_model, points, temperature)
+    exact = ref.relaxed_bernoulli_objective(inf_net, gen_model, points, temperature)
     assert_unbiased(loss, batch, gradients(-exact.mean(), loss), n_draws=200)
 
 
 def test_relaxed_objective_quadrature_has_converged():
-    inf_net = SmallRelaxedBernoulliInfNet(DATA_DIM, 2).double()
+    inf_net = ref.SmallRelaxedBernoulliInfNet(DATA_DIM, 2).double()
     gen_model = SBNGenModel(DATA_DIM, 2).double()
     points, _ = binary_data("cpu")
-    coarse = relaxed_objective_by_quadrature(inf_net, gen_model, points, 0.5, n_nodes=48)
-    fine = relaxed_objective_by_quadrature(inf_net, gen_model, points, 0.5, n_nodes=96)
+    coarse = ref.relaxed_bernoulli_objective(inf_net, gen_model, points, 0.5, n_nodes=48)
+    fine = ref.relaxed_bernoulli_objective(inf_net, gen_model, points, 0.5, n_nodes=96)
     torch.testing.assert_close(coarse, fine, rtol=0, atol=1e-6)
 
 
 def test_straight_through_uses_exact_discrete_samples_and_reports_the_elbo():
     torch.manual_seed(5)
-    inf_net = SmallRelaxedBernoulliInfNet(DATA_DIM, LATENT_DIM).double()
+    inf_net = ref.SmallRelaxedBernoulliInfNet(DATA_DIM, LATENT_DIM).double()
     gen_model = SBNGenModel(DATA_DIM, LATENT_DIM).double()
     points, batch = binary_data("cpu")
     loss = GumbelSoftmaxLoss(inf_net, gen_model, n_samples=2, temperature=0.7, straight_through=True)
@@ -223,6 +195,7 @@ def test_straight_through_uses_exact_discrete_samples_and_reports_the_elbo():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loss.parameters())
 
 
+@pytest.mark.slow  # variants: the registry's exact test checks one in the default run
 @pytest.mark.parametrize("n_samples", [2, 3])
 def test_stl_is_biased_for_more_than_one_sample(n_samples):
     """Tucker et al. (2019): STL's dropped score term does not have mean zero for the K-sample bound."""

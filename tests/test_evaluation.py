@@ -4,7 +4,7 @@ import torch
 
 from blackbox_vae import log_likelihood_bound
 from blackbox_vae.testing import bernoulli_configurations, exact_iwae_bound, exact_log_marginal
-from test_gradients import LATENT_DIM, binary_data, random_sbn
+from exact_references import LATENT_DIM, binary_data, random_sbn
 
 
 def test_matches_the_exact_k_sample_bound_across_chunks(device):

@@ -19,10 +19,7 @@ import pytest
 import torch
 
 from blackbox_vae import ELBOLoss, ScoreFunctionLoss
-from blackbox_vae.models import SBNGenModel, SBNInfNet
 from blackbox_vae.testing import (
-    LinearGaussianGenModel,
-    LinearGaussianInfNet,
     assert_unbiased,
     bernoulli_configurations,
     closed_form_elbo,
@@ -30,22 +27,16 @@ from blackbox_vae.testing import (
     gradients,
 )
 from direct_models import TwoLayerSBNGenModel, TwoLayerSBNInfNet
+from exact_references import (
+    LATENT_DIM,
+    REPLICAS,
+    SelfIncludingBaselineLoss,
+    binary_data,
+    linear_gaussian,
+    random_sbn,
+)
 
-DATA_DIM, LATENT_DIM, REPLICAS = 5, 3, 100
-
-
-def random_sbn(device):
-    inf_net, gen_model = SBNInfNet(DATA_DIM, LATENT_DIM), SBNGenModel(DATA_DIM, LATENT_DIM)
-    with torch.no_grad():
-        gen_model.prior_logits.normal_()
-    return inf_net.double().to(device), gen_model.double().to(device)
-
-
-def binary_data(device, n_points=3):
-    points = torch.bernoulli(torch.full((n_points, DATA_DIM), 0.5, dtype=torch.float64))
-    return points.to(device), points.repeat(REPLICAS, 1).to(device)
-
-
+@pytest.mark.slow  # K and baseline variants; tests/test_loss_registry.py checks one of each in the default run
 @pytest.mark.parametrize("baseline, n_samples", [(None, 1), (None, 3), ("mean", 2), ("leave-one-out", 2),
                                                  ("leave-one-out", 4)])
 def test_score_function_is_unbiased_on_an_enumerable_sbn(device, baseline, n_samples):
@@ -87,17 +78,7 @@ def test_reported_objective_is_an_unbiased_elbo_estimate(device):
     assert abs(history.mean().item() - exact) < 4.5 * standard_error  # two-sided, about 1e-5 false failures
 
 
-def linear_gaussian(device, data_dim=3, latent_dim=2):
-    torch.manual_seed(2)
-    inf_net = LinearGaussianInfNet(data_dim, latent_dim).double().to(device)
-    gen_model = LinearGaussianGenModel(data_dim, latent_dim).double().to(device)
-    with torch.no_grad():
-        inf_net.log_scale.uniform_(-1.0, 0.0)
-        gen_model.log_noise.fill_(-0.3)
-    points = torch.randn(4, data_dim, dtype=torch.float64).to(device)
-    return inf_net, gen_model, points
-
-
+@pytest.mark.slow  # K variants; the registry's exact test checks K = 2
 @pytest.mark.parametrize("n_samples", [1, 3])
 def test_elbo_loss_is_unbiased_on_a_linear_gaussian_model(device, n_samples):
     inf_net, gen_model, points = linear_gaussian(device)
@@ -122,16 +103,6 @@ def test_closed_form_elbo_matches_enumeration_free_monte_carlo():
     standard_error = monte_carlo.std(1) / 200_000**0.5
     exact = closed_form_elbo(inf_net, gen_model, points)
     assert ((monte_carlo.mean(1) - exact).abs() < 4.5 * standard_error).all()
-
-
-class SelfIncludingBaselineLoss(ScoreFunctionLoss):
-    """A deliberately wrong estimator: each sample's baseline includes its own signal (biased)."""
-
-    def __init__(self, inf_net, gen_model, n_samples):
-        super().__init__(inf_net, gen_model, n_samples, baseline="mean")  # so that _baseline is consulted
-
-    def _baseline(self, learning_signal):
-        return learning_signal.mean(dim=1, keepdim=True)
 
 
 def test_the_check_catches_a_biased_baseline():

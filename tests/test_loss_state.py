@@ -1,6 +1,7 @@
 """Loss state: loss_history_, log_p_/log_q_, and the state_dict round trip."""
 
 import io
+import math
 
 import pytest
 import torch
@@ -71,3 +72,66 @@ def test_mean_baseline_is_a_bias_corrected_moving_average():
         signals.append((loss.log_p_ - loss.log_q_).mean())
     expected = (0.25 * signals[0] + 0.5 * signals[1] + signals[2]) / 1.75  # weights decay^(t-s), normalized
     torch.testing.assert_close(loss._baseline(loss.log_p_), expected)
+
+
+def test_mean_baseline_is_read_before_it_is_updated_with_the_current_batch():
+    """Deterministic: q's gradient is sum_k (l_k - b) grad log q(z_k|x) with b the average *before* this call.
+
+    With b updated first, each sample's baseline would depend on its own signal (a bias of O(1/(batch K)),
+    too small for the statistical tests to see); here the two candidates differ by far more than rounding.
+    """
+    torch.manual_seed(0)
+    inf_net, gen_model = SBNInfNet(6, 3).double(), SBNGenModel(6, 3).double()
+    loss = ScoreFunctionLoss(inf_net, gen_model, n_samples=3, baseline="mean", baseline_decay=0.5)
+    data = DATA.double()
+    for _ in range(3):
+        loss(data)
+    before = loss.signal_average.value().clone()
+    torch.manual_seed(1)
+    loss.zero_grad()
+    loss(data).backward()
+    after = loss.signal_average.value().clone()
+    estimated = [p.grad.clone() for p in inf_net.parameters()]
+    torch.manual_seed(1)  # the same draws: recompute the estimator by hand with either baseline
+    latents = inf_net(data).sample(3)
+    log_q = inf_net.log_prob(latents)
+    signal = (gen_model(data, latents).log_prob(data, latents) - log_q).detach()
+
+    def q_gradient(baseline):
+        return torch.autograd.grad(-((signal - baseline) * log_q).mean(), list(inf_net.parameters()),
+                                   retain_graph=True)
+
+    assert not torch.equal(after, before)
+    for got, read_first, read_after in zip(estimated, q_gradient(before), q_gradient(after)):
+        torch.testing.assert_close(got, read_first)
+        assert not torch.allclose(got, read_after)
+
+
+def test_the_sleep_phase_leaves_q_holding_the_data_s_parameters():
+    """After a call, inf_net.params_ is q's for the data passed (as for every loss), not for the dreams."""
+    from blackbox_vae import RWSLoss
+
+    for phi_update in ("sleep", "wake-sleep"):
+        inf_net = SBNInfNet(6, 3)
+        loss = RWSLoss(inf_net, SBNGenModel(6, 3), n_samples=2, phi_update=phi_update, n_dreams=4)
+        loss(DATA)
+        torch.testing.assert_close(inf_net.params_.logits, inf_net.encoder(DATA))
+
+
+def test_evaluation_calls_do_not_advance_the_temperature_schedule():
+    """Only training calls (training mode, gradients on) count as steps of the schedule; state_dict keeps them."""
+    from blackbox_vae import GumbelSoftmaxLoss, TemperatureSchedule
+
+    loss = GumbelSoftmaxLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), temperature=TemperatureSchedule(1.0, 0.1, 0.5, 1))
+    loss(DATA)
+    loss(DATA)
+    assert loss.steps == 2 and loss.current_temperature == pytest.approx(math.exp(-1.0))
+    with torch.no_grad():
+        loss(DATA)
+    loss.eval()
+    loss(DATA)
+    loss.train()
+    assert loss.steps == 2 and len(loss.loss_history_) == 4  # evaluation calls are still recorded
+    restored = GumbelSoftmaxLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), temperature=TemperatureSchedule(1.0, 0.1, 0.5, 1))
+    restored.load_state_dict(round_trip(loss.state_dict()))
+    assert restored.steps == 2 and restored.current_temperature == loss.current_temperature

@@ -157,6 +157,7 @@ def test_vimco_runs_on_pyro_programs_and_is_unbiased():
     assert_unbiased(loss, POINTS.repeat(100, 1), gradients(-exact.mean(), loss))
 
 
+@pytest.mark.slow  # Pyro's ReweightedWakeSleep over 200 draws: about 13 s
 def test_rws_and_pyro_reweighted_wake_sleep_share_the_exact_wake_updates():
     inner_q, inner_p, inf_net, gen_model = sbn_pair()
     point = POINTS[:1]  # see the module docstring: Pyro weights the whole batch jointly
@@ -184,6 +185,7 @@ def test_elbo_and_trace_elbo_share_the_closed_form_gradient_and_value():
         assert abs(values.mean().item() + exact.mean().item()) < 4.5 * standard_error
 
 
+@pytest.mark.slow  # Pyro's RenyiELBO over 200 draws: about 15 s
 def test_iwae_and_renyi_alpha_zero_share_the_k_sample_bound_gradient_and_value():
     inner_q, inner_p, inf_net, gen_model = gaussian_pair()
     point = REAL_POINTS[:1]

@@ -22,7 +22,7 @@ from blackbox_vae.testing import (
     integer_configurations,
 )
 from direct_models import TwoLayerSBNGenModel, TwoLayerSBNInfNet
-from test_gradients import SelfIncludingBaselineLoss, binary_data, random_sbn
+from exact_references import SelfIncludingBaselineLoss, binary_data, random_sbn
 
 DATA = torch.bernoulli(torch.full((4, 6), 0.5))
 
@@ -210,3 +210,12 @@ def test_assert_unbiased_fails_when_finite_draws_overflow():
 
     with pytest.raises(AssertionError, match=r"the mean of the gradient draws is not finite: weight\[0\] = inf"):
         assert_unbiased(Huge(every=1), torch.zeros(1), {"weight": torch.ones(3, dtype=torch.float64)}, n_draws=20)
+
+
+@pytest.mark.parametrize("rate, comparisons, draws", [(1e-3, 1, 200), (1e-3, 40, 200), (1e-5, 7, 50), (1e-3, 500, 30)])
+def test_critical_value_is_the_bonferroni_corrected_student_t_quantile(rate, comparisons, draws):
+    """The threshold that sets every exact-gradient test's false-failure rate, against SciPy's t quantile."""
+    stats = pytest.importorskip("scipy.stats")  # installed with scikit-learn, a dependency of the command line
+    expected = stats.t.ppf(1 - rate / (2 * comparisons), draws - 1)
+    # The Cornish-Fisher expansion is within a few parts in a thousand down to 30 draws (measured: 4e-3 there).
+    assert kit.critical_value(rate, comparisons, draws) == pytest.approx(expected, rel=5e-3)

@@ -45,9 +45,12 @@ def test_categorical_gumbel_tutorial():
 
 
 def test_sbn_vimco_tutorial():
-    results = load("sbn_vimco").main(steps=200)
-    assert set(results) == {"VIMCO, K=5", "score function, K=5"}
-    assert all(math.isfinite(value) for value in results.values())
+    """The page's claims: both estimators learn (from -44 nats to about -26 in 400 steps), and VIMCO ends
+    ahead of the plain score function (measured: by 0.5-0.7 nats at seeds 0, 1 and 2; the seed is fixed)."""
+    results = load("sbn_vimco").main(steps=400)
+    assert set(results) == {"untrained", "VIMCO, K=5", "score function, K=5"}
+    assert results["score function, K=5"] > results["untrained"] + 10
+    assert results["VIMCO, K=5"] > results["score function, K=5"]
 
 
 def test_pyro_tutorial():
@@ -55,6 +58,7 @@ def test_pyro_tutorial():
     assert improved(result["history"]) and math.isfinite(result["test_bound"])
 
 
+@pytest.mark.slow  # trains, resumes, evaluates and samples through subprocesses: about 20 s
 def test_command_line_tutorial(tmp_path):
     command = f"{sys.executable} -m blackbox_vae"
     completed = subprocess.run(["bash", str(TUTORIALS / "command_line.sh"), str(tmp_path / "run")],

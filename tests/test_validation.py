@@ -173,7 +173,6 @@ def test_data_on_another_device():
 
 # ----------------------------------------------------------- the estimator family
 from blackbox_vae import (  # noqa: E402
-    GumbelSoftmaxLoss,
     IWAELoss,
     NVILBaseline,
     NVILLoss,

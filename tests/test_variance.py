@@ -12,7 +12,7 @@ import torch
 
 from blackbox_vae import IWAELoss, ScoreFunctionLoss, VIMCOLoss
 from blackbox_vae.testing import compare_variance
-from test_gradients import binary_data, linear_gaussian, random_sbn
+from exact_references import binary_data, linear_gaussian, random_sbn
 
 Z_ONE_SIDED_1E_3 = 3.09
 

@@ -213,15 +213,17 @@ def small_linear_gaussian_models(draw, max_data_dim: int = 4, max_latent_dim: in
 
 
 def register_profiles() -> None:
-    """Registers two Hypothesis profiles for estimator property tests.
+    """Registers three Hypothesis profiles for estimator property tests.
 
-    - ``"blackbox-quick"``: 5 examples per test, derandomized (the same examples on every run, so CI
-      is reproducible), no deadline.
-    - ``"blackbox-thorough"``: 100 examples per test, random, no deadline, for local runs.
+    - ``"blackbox-quick"``: 5 examples per test, derandomized (the same examples on every run), no
+      deadline: a quick local run.
+    - ``"blackbox-ci"``: 50 examples per test, derandomized (CI is reproducible), no deadline.
+    - ``"blackbox-thorough"``: 200 examples per test, random, no deadline, for local exploration.
 
     Load one with ``settings.load_profile(name)`` (e.g. in ``conftest.py``, from an environment variable).
     """
     common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
                   print_blob=True)
     settings.register_profile("blackbox-quick", max_examples=5, derandomize=True, **common)
-    settings.register_profile("blackbox-thorough", max_examples=100, **common)
+    settings.register_profile("blackbox-ci", max_examples=50, derandomize=True, **common)
+    settings.register_profile("blackbox-thorough", max_examples=200, **common)

@@ -27,16 +27,20 @@ def main(steps: int = 1500, seed: int = 0) -> dict:
     # --8<-- [start:train]
     from blackbox_vae import ScoreFunctionLoss, VIMCOLoss, log_likelihood_bound
 
+    def test_bound(inf_net, gen_model):
+        return log_likelihood_bound(inf_net, gen_model, digits.test, n_samples=500).mean().item()
+
     def train(loss):
         optimizer = torch.optim.Adam(loss.parameters(), lr=3e-3)
         for _ in range(steps):
             batch = digits.train[torch.randint(len(digits.train), (64,))]
             optimizer.zero_grad()
-            loss(batch).backward()
+            loss(batch).backward()  # its value: the negative K-sample bound of this batch
             optimizer.step()
-        return log_likelihood_bound(loss.inf_net, loss.gen_model, digits.test, n_samples=500).mean().item()
+        return test_bound(loss.inf_net, loss.gen_model)
 
-    results = {}
+    results = {"untrained": test_bound(*fresh_models())}
+    print(f"untrained: test log-likelihood >= {results['untrained']:.2f} nats")
     for name, make in {"VIMCO, K=5": lambda q, p: VIMCOLoss(q, p, n_samples=5),
                        "score function, K=5": lambda q, p: ScoreFunctionLoss(q, p, n_samples=5)}.items():
         loss = make(*fresh_models())

@@ -1,0 +1,240 @@
+"""Mutation check: plant one bug at a time in a copy of the package and report which tests catch it.
+
+Run:  python tests/mutation_check.py [--jobs 2] [--only NAME ...] [--list]
+
+Each mutant is a textual edit of one source file (a dropped stop-gradient, a flipped sign, a wrong
+normalizer, ...) together with the tests meant to catch it. For each, the package and the tests are
+copied to a temporary directory, the edit is applied there, and pytest runs the named tests against the
+copy; the mutant is caught when at least one of them fails. The report lists, per mutant, the tests
+that failed. Exit status 1 if any mutant survives (or an edit no longer applies: the list must follow
+the code, and tests/test_mutation_check.py checks that it does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXACT = "tests/test_loss_registry.py::test_expected_gradient_is_exact"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str  # what is broken
+    path: str  # the file, relative to the repository root
+    original: str  # text that occurs exactly once in it
+    replacement: str
+    tests: tuple[str, ...]  # pytest node ids or file paths, with an optional "-k" expression after " -k "
+
+
+MUTANTS = [
+    # ------------------------------------------------------------------ score function
+    Mutant("score function: leave-one-out baseline includes the sample's own signal",
+           "blackbox_vae/losses/score_function.py",
+           "return (total - learning_signal) / (self.n_samples - 1)  # [batch, K]",
+           "return total / self.n_samples  # [batch, K]",
+           (f"{EXACT} -k score-function-loo",)),
+    Mutant("score function: stop-gradient dropped from the learning signal",
+           "blackbox_vae/losses/score_function.py",
+           "learning_signal = (log_p - log_q).detach()  # [batch, K]",
+           "learning_signal = (log_p - log_q)  # [batch, K]",
+           (f"{EXACT} -k score-function",)),
+    Mutant("score function: the running mean is updated before it is read",
+           "blackbox_vae/losses/score_function.py",
+           "        surrogate = log_p + advantage * log_q  # [batch, K]\n"
+           "        self._update_average(learning_signal)  # after the baseline was read",
+           "        self._update_average(learning_signal)\n"
+           "        advantage = learning_signal - self._baseline(learning_signal)\n"
+           "        surrogate = log_p + advantage * log_q  # [batch, K]",
+           ("tests/test_loss_state.py -k read_before",)),
+    # ------------------------------------------------------------------------- VIMCO
+    Mutant("VIMCO: learning signal with a flipped sign",
+           "blackbox_vae/losses/vimco.py",
+           "surrogate = bound + (learning_signal * log_q).sum(dim=1)  # [batch]",
+           "surrogate = bound - (learning_signal * log_q).sum(dim=1)  # [batch]",
+           (f"{EXACT} -k vimco",)),
+    Mutant("VIMCO: the geometric mean of the other weights divided by K instead of K - 1",
+           "blackbox_vae/losses/_importance.py",
+           "geometric_mean_others = (log_weights.sum(dim=1, keepdim=True) - log_weights) / (k - 1)  # [batch, K]: g_k",
+           "geometric_mean_others = (log_weights.sum(dim=1, keepdim=True) - log_weights) / k  # [batch, K]: g_k",
+           (f"{EXACT} -k vimco", "tests/test_relaxed_and_importance.py -k vimco")),
+    Mutant("VIMCO: signals as a difference of two bounds of size |log w| (float32 precision lost at large K)",
+           "blackbox_vae/losses/_importance.py",
+           "    log_weights = log_weights - log_weights.max(dim=1, keepdim=True).values  # [batch, K], max 0\n"
+           "    k = log_weights.shape[1]\n"
+           "    others = _log_sum_exp_others(log_weights)  # [batch, K]: A_k\n"
+           "    geometric_mean_others = (log_weights.sum(dim=1, keepdim=True) - log_weights) / (k - 1)  # [batch, K]: g_k\n"
+           "    return softplus(log_weights - others) - softplus(geometric_mean_others - others)",
+           "    k = log_weights.shape[1]\n"
+           "    others = _log_sum_exp_others(log_weights)  # [batch, K]: A_k\n"
+           "    geometric_mean_others = (log_weights.sum(dim=1, keepdim=True) - log_weights) / (k - 1)  # [batch, K]: g_k\n"
+           "    return torch.logaddexp(others, log_weights) - torch.logaddexp(others, geometric_mean_others)",
+           ("tests/test_relaxed_and_importance.py -k precision",)),
+    # -------------------------------------------------------------------------- NVIL
+    Mutant("NVIL: variance normalization by max(1, v) instead of max(1, sqrt(v))",
+           "blackbox_vae/losses/nvil.py",
+           "advantage = centred / self.signal_variance.value().to(centred.dtype).sqrt().clamp_min(1.0)",
+           "advantage = centred / self.signal_variance.value().to(centred.dtype).clamp_min(1.0)",
+           (f"{EXACT} -k nvil",)),
+    Mutant("NVIL: the normalization scales p's gradient too",
+           "blackbox_vae/losses/nvil.py",
+           "surrogate = log_p + advantage * log_q  # [batch, K]",
+           "surrogate = (log_p + centred * log_q) / self.signal_variance.value().sqrt().clamp_min(1.0)",
+           (f"{EXACT} -k nvil",)),
+    Mutant("NVIL: the baseline network regresses onto the signal, not the signal minus the running mean",
+           "blackbox_vae/losses/nvil.py",
+           "target = learning_signal - (self.signal_mean.value().to(residual.dtype) if self.running_mean else 0.0)",
+           "target = learning_signal",
+           (f"{EXACT} -k nvil",)),
+    # --------------------------------------------------------------------------- RWS
+    Mutant("RWS: weights normalized over the batch instead of the samples",
+           "blackbox_vae/losses/rws.py",
+           "normalized_weights = torch.softmax(log_weights, dim=1)  # [batch, K]",
+           "normalized_weights = torch.softmax(log_weights, dim=0)  # [batch, K]",
+           (f"{EXACT} -k rws",)),
+    Mutant("RWS: wake-sleep adds the two phi updates instead of averaging them",
+           "blackbox_vae/losses/rws.py",
+           "phi_objective = wake_phi if self.phi_update == \"wake\" else (wake_phi + sleep_phi) / 2",
+           "phi_objective = wake_phi if self.phi_update == \"wake\" else (wake_phi + sleep_phi)",
+           (f"{EXACT} -k rws",)),
+    Mutant("RWS: the sleep phase ascends the wrong sign",
+           "blackbox_vae/losses/rws.py",
+           "return self._checked(log_q, n_dreams, 1, f\"{inf_name}.log_prob\").mean()",
+           "return -self._checked(log_q, n_dreams, 1, f\"{inf_name}.log_prob\").mean()",
+           (f"{EXACT} -k rws",)),
+    Mutant("RWS: the sleep phase leaves q holding the dreams' parameters",
+           "blackbox_vae/losses/rws.py",
+           "        sleep_phi = self._sleep_phi(data.shape[0]) if self.phi_update != \"wake\" else None\n"
+           "        _, log_q, log_p = self._draw(data)",
+           "        _, log_q, log_p = self._draw(data)\n"
+           "        sleep_phi = self._sleep_phi(data.shape[0]) if self.phi_update != \"wake\" else None",
+           ("tests/test_loss_state.py -k sleep",)),
+    # ------------------------------------------------------------- Gumbel-softmax
+    Mutant("Gumbel-softmax: the temperature is ignored (always 1)",
+           "blackbox_vae/losses/gumbel_softmax.py",
+           "_, log_q, log_p = self._draw(data, \"relaxed_rsample\", temperature=temperature,",
+           "_, log_q, log_p = self._draw(data, \"relaxed_rsample\", temperature=1.0,",
+           (f"{EXACT} -k gumbel",)),
+    Mutant("straight-through: the relaxed gradient with a flipped sign",
+           "blackbox_vae/relaxed.py",
+           "return hard + (relaxed - relaxed.detach())",
+           "return hard - (relaxed - relaxed.detach())",
+           (f"{EXACT} -k straight",)),
+    Mutant("Gumbel-softmax: evaluation calls advance the temperature schedule",
+           "blackbox_vae/losses/gumbel_softmax.py",
+           "if self.training and torch.is_grad_enabled():",
+           "if True:",
+           ("tests/test_loss_state.py -k temperature",)),
+    # -------------------------------------------------------------------------- ELBO
+    Mutant("ELBO: the pathwise gradient through log q dropped (a detached entropy term)",
+           "blackbox_vae/losses/elbo.py",
+           "negative_elbo = -(log_p - log_q).mean()",
+           "negative_elbo = -(log_p - log_q.detach()).mean()",
+           (f"{EXACT} -k elbo",)),
+    # -------------------------------------------------------------------------- IWAE
+    Mutant("IWAE: the ELBO (a mean of log-weights) instead of the K-sample bound",
+           "blackbox_vae/losses/iwae.py",
+           "negative_bound = -log_mean_exp(log_p - log_q).mean()",
+           "negative_bound = -(log_p - log_q).mean()",
+           (f"{EXACT} -k iwae-reparam",)),
+    Mutant("IWAE: STL and DReG coefficients swapped",
+           "blackbox_vae/losses/iwae.py",
+           "coefficient = normalized if self.gradient == \"stl\" else normalized.pow(2)",
+           "coefficient = normalized.pow(2) if self.gradient == \"stl\" else normalized",
+           (f"{EXACT} -k 'iwae-stl or iwae-dreg'",)),
+    Mutant("DReG: the path term not pushed back along the sample (q gets no path gradient)",
+           "blackbox_vae/losses/iwae.py",
+           "            (partial * sample).sum()",
+           "            (partial * sample.detach()).sum()",
+           (f"{EXACT} -k 'iwae-stl or iwae-dreg'",)),
+    # ------------------------------------------------------------------ testing kit
+    Mutant("assert_unbiased: non-finite draws no longer fail",
+           "blackbox_vae/testing/statistics.py",
+           "    if bool(non_finite.any()):\n        draw, index",
+           "    if False:\n        draw, index",
+           ("tests/test_testing_kit.py -k non_finite",)),
+    Mutant("assert_unbiased: the Bonferroni correction dropped (a looser threshold would be fine; a tighter one is "
+           "a wrong false-failure rate)",
+           "blackbox_vae/testing/statistics.py",
+           "z = NormalDist().inv_cdf(1 - false_failure_rate / (2 * n_comparisons))",
+           "z = NormalDist().inv_cdf(1 - false_failure_rate * n_comparisons / 2)",
+           ("tests/test_testing_kit.py -k critical",)),
+]
+
+
+def _targets(test: str) -> list[str]:
+    node, _, expression = test.partition(" -k ")
+    return [node] + (["-k", expression.strip("'")] if expression else [])
+
+
+def apply(mutant: Mutant, root: Path) -> None:
+    """Applies the mutant's edit under ``root``; raises ValueError unless its text occurs exactly once."""
+    path = root / mutant.path
+    text = path.read_text()
+    if text.count(mutant.original) != 1:
+        raise ValueError(f"{mutant.name}: the text to replace occurs {text.count(mutant.original)} times in "
+                         f"{mutant.path} (expected once); update tests/mutation_check.py.")
+    path.write_text(text.replace(mutant.original, mutant.replacement))
+
+
+def run(mutant: Mutant) -> tuple[list[str], float, str]:
+    """Runs the mutant's tests on a mutated copy: ``(failed test ids, seconds, output tail)``."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mutant-") as directory:
+        copy = Path(directory)
+        shutil.copytree(ROOT / "blackbox_vae", copy / "blackbox_vae", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+        apply(mutant, copy)
+        failed: list[str] = []
+        output = ""
+        env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+        for test in mutant.tests:
+            completed = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf",
+                                        *_targets(test)], cwd=copy, env=env, capture_output=True, text=True)
+            output += completed.stdout[-1500:]
+            failed += re.findall(r"^FAILED (\S+)", completed.stdout, flags=re.M)
+    return failed, time.perf_counter() - started, output
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
+    parser.add_argument("--only", nargs="+", help="substrings of the names of the mutants to test")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    args = parser.parse_args(argv)
+    mutants = [m for m in MUTANTS if not args.only or any(s in m.name for s in args.only)]
+    if args.list:
+        print("\n".join(m.name for m in mutants))
+        return 0
+    for mutant in mutants:  # every edit must still apply to the current code
+        with tempfile.TemporaryDirectory() as directory:
+            shutil.copytree(ROOT / "blackbox_vae", Path(directory) / "blackbox_vae")
+            apply(mutant, Path(directory))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(run, mutants))
+    survivors = 0
+    for mutant, (failed, seconds, output) in zip(mutants, results):
+        status = "caught" if failed else "SURVIVED"
+        survivors += not failed
+        print(f"[{status}] {mutant.name} ({seconds:.0f} s)")
+        for test in failed:
+            print(f"    {test}")
+        if not failed:
+            print("    " + output.strip().replace("\n", "\n    "))
+    print(f"{len(mutants) - survivors} of {len(mutants)} mutants caught")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
