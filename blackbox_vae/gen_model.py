@@ -120,8 +120,7 @@ class DistributionGenModel(GenModel):
         """p(x|z) for latents ``[*lead, *latent_shape]``: shape ``[*lead, *data_shape]``."""
 
     def forward(self, data: Tensor, latents: Tensor) -> "DistributionGenModel":
-        likelihood = check_distribution(self.likelihood(latents), f"{type(self).__name__}.likelihood")
-        object.__setattr__(self, "params_", likelihood)  # bypasses nn.Module.__setattr__: a hot path
+        self.params_ = check_distribution(self.likelihood(latents), f"{type(self).__name__}.likelihood")
         return self
 
     def log_prob(self, data: Tensor, latents: Tensor) -> Tensor:

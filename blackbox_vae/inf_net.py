@@ -195,7 +195,7 @@ class DistributionInfNet(InfNet):
                 f"{tuple(dist.batch_shape)}; expected it to start with the batch size {batch} "
                 f"(data has shape {tuple(data.shape)})."
             )
-        object.__setattr__(self, "params_", dist)  # bypasses nn.Module.__setattr__: a hot path
+        self.params_ = dist
         return self
 
     @property

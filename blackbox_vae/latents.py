@@ -27,8 +27,6 @@ def map_latents(fn: Callable[[Tensor], Tensor], latents: Latents) -> Latents:
     """
     if isinstance(latents, Tensor):
         return fn(latents)
-    if type(latents) is tuple and all(type(leaf) is Tensor for leaf in latents):
-        return tuple(fn(leaf) for leaf in latents)  # the common layered case, without recursion
     if isinstance(latents, Mapping):
         return {key: map_latents(fn, value) for key, value in latents.items()}
     if isinstance(latents, (tuple, list)):

@@ -72,11 +72,11 @@ MUTANTS = [
            "blackbox_vae/losses/_importance.py",
            "    log_weights = log_weights - log_weights.max(dim=1, keepdim=True).values  # [batch, K], max 0\n"
            "    k = log_weights.shape[1]\n"
-           "    others = _log_sum_exp_others(log_weights)  # [batch, K]: A_k\n"
+           "    others = log_sum_exp_others(log_weights)  # [batch, K]: A_k\n"
            "    geometric_mean_others = (log_weights.sum(dim=1, keepdim=True) - log_weights) / (k - 1)  # [batch, K]: g_k\n"
            "    return softplus(log_weights - others) - softplus(geometric_mean_others - others)",
            "    k = log_weights.shape[1]\n"
-           "    others = _log_sum_exp_others(log_weights)  # [batch, K]: A_k\n"
+           "    others = log_sum_exp_others(log_weights)  # [batch, K]: A_k\n"
            "    geometric_mean_others = (log_weights.sum(dim=1, keepdim=True) - log_weights) / (k - 1)  # [batch, K]: g_k\n"
            "    return torch.logaddexp(others, log_weights) - torch.logaddexp(others, geometric_mean_others)",
            ("tests/test_relaxed_and_importance.py -k precision",)),
@@ -104,8 +104,8 @@ MUTANTS = [
            (f"{EXACT} -k rws",)),
     Mutant("RWS: wake-sleep adds the two phi updates instead of averaging them",
            "blackbox_vae/losses/rws.py",
-           "phi_objective = wake_phi if self.phi_update == \"wake\" else (wake_phi + sleep_phi) / 2",
-           "phi_objective = wake_phi if self.phi_update == \"wake\" else (wake_phi + sleep_phi)",
+           "phi_objective = (wake_phi + sleep_phi) / 2",
+           "phi_objective = wake_phi + sleep_phi",
            (f"{EXACT} -k rws",)),
     Mutant("RWS: the sleep phase ascends the wrong sign",
            "blackbox_vae/losses/rws.py",

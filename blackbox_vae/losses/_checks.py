@@ -31,14 +31,6 @@ def check_data(data: object, owner: str) -> Tensor:
 
 def check_latents(latents: Latents, batch: int, n_samples: int, where: str) -> None:
     """Raises unless every tensor in ``latents`` has leading dimensions ``[batch, n_samples]``."""
-    # The common cases (a tensor, a tuple of tensors) without building paths for messages.
-    if isinstance(latents, Tensor):
-        if latents.dim() >= 2 and latents.shape[0] == batch and latents.shape[1] == n_samples:
-            return
-    elif type(latents) is tuple and all(
-            type(leaf) is Tensor and leaf.dim() >= 2 and leaf.shape[0] == batch and leaf.shape[1] == n_samples
-            for leaf in latents):
-        return
     for path, leaf in latent_leaves(latents):
         if leaf.dim() < 2 or tuple(leaf.shape[:2]) != (batch, n_samples):
             raise ValueError(

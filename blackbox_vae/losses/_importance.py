@@ -29,21 +29,6 @@ def log_sum_exp_others(log_weights: Tensor) -> Tensor:
     return torch.logaddexp(prefix, suffix)
 
 
-# Up to this K the K x K form is cheaper: a handful of kernels against the prefix/suffix scans' dozen, and
-# its K^2 memory is a few dozen numbers per data point. Above it, the O(K) form.
-_SMALL_K = 8
-
-
-def _log_sum_exp_others(log_weights: Tensor) -> Tensor:
-    """`log_sum_exp_others` by a masked K x K matrix for K <= 8, by prefix/suffix scans above."""
-    k = log_weights.shape[1]
-    if k > _SMALL_K:
-        return log_sum_exp_others(log_weights)
-    diagonal = torch.eye(k, dtype=torch.bool, device=log_weights.device)  # [K, K]: row k leaves out w_k
-    rows = log_weights.unsqueeze(1).masked_fill(diagonal, -math.inf)  # [batch, K, K]
-    return torch.logsumexp(rows, dim=2)
-
-
 def vimco_learning_signals(log_weights: Tensor) -> Tensor:
     """VIMCO's learning signals L - L^{-k}: ``[batch, K] -> [batch, K]``, for K >= 2 (no gradient).
 
@@ -56,11 +41,12 @@ def vimco_learning_signals(log_weights: Tensor) -> Tensor:
     computed without ever forming L or L^{-k}: those are of the size of |log w| (hundreds of nats) while
     their difference is of the size of 1/K, and subtracting them loses every digit of it in float32 at
     large K. The log-weights are first shifted by their detached row maximum (the signals do not depend on
-    a shift), so A_k is of the size of log K, not of |log w|. O(K) time and memory per data point.
+    a shift), so A_k is of the size of log K, not of |log w|. O(K) time and memory per data point
+    (`log_sum_exp_others`).
     """
     log_weights = log_weights.detach()
     log_weights = log_weights - log_weights.max(dim=1, keepdim=True).values  # [batch, K], max 0
     k = log_weights.shape[1]
-    others = _log_sum_exp_others(log_weights)  # [batch, K]: A_k
+    others = log_sum_exp_others(log_weights)  # [batch, K]: A_k
     geometric_mean_others = (log_weights.sum(dim=1, keepdim=True) - log_weights) / (k - 1)  # [batch, K]: g_k
     return softplus(log_weights - others) - softplus(geometric_mean_others - others)

@@ -1,7 +1,6 @@
 """A Gaussian MLP VAE: Gaussian latents, Gaussian or Bernoulli observations.
 
-Written directly against InfNet/GenModel with closed-form log-densities (no distribution objects on the
-hot path), so that a training step costs what the same math written by hand costs.
+Written directly against InfNet/GenModel with closed-form log-densities rather than distribution objects.
 """
 
 from __future__ import annotations
@@ -26,9 +25,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 def _normal_log_prob(standardized: Tensor, log_scale_sum: Tensor | float) -> Tensor:
     """sum over the last dimension of log N(x; loc, scale), from (x - loc) / scale and sum(log scale)."""
-    # The constants are folded into log_scale_sum (small) first: one kernel fewer on [batch, K].
-    normalizer = log_scale_sum + standardized.shape[-1] * _HALF_LOG_2PI
-    return -0.5 * standardized.pow(2).sum(-1) - normalizer
+    return -0.5 * standardized.pow(2).sum(-1) - log_scale_sum - standardized.shape[-1] * _HALF_LOG_2PI
 
 
 def _standard_noise(loc: Tensor, n_samples: int) -> Tensor:
@@ -57,7 +54,7 @@ class GaussianMLPInfNet(InfNet):
 
     def forward(self, data: Tensor) -> "GaussianMLPInfNet":
         loc, raw_scale = self.encoder(data).chunk(2, dim=-1)  # [batch, H] each
-        object.__setattr__(self, "params_", (loc, softplus(raw_scale) + _MIN_SCALE))  # a hot path: no Module setattr
+        self.params_ = (loc, softplus(raw_scale) + _MIN_SCALE)
         return self
 
     def _loc_scale(self) -> tuple[Tensor, Tensor]:
@@ -72,7 +69,10 @@ class GaussianMLPInfNet(InfNet):
         return loc.unsqueeze(1) + scale.unsqueeze(1) * noise
 
     def rsample_and_log_prob(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
-        """Fused: the standardized value of the sample is its noise, so log q needs no (z - loc) / scale."""
+        """Fused: the standardized value of the sample is its noise, so log q needs no (z - loc) / scale.
+
+        Measured (benchmarks/hot_path_tricks.py): 6-13% of a step of the Gaussian 784-200 and 100-20 models.
+        """
         loc, scale = self._loc_scale()
         noise = _standard_noise(loc, n_samples)
         latents = loc.unsqueeze(1) + scale.unsqueeze(1) * noise
@@ -126,7 +126,7 @@ class GaussianMLPGenModel(GenModel):
             self.raw_scale = nn.Parameter(torch.zeros(data_dim))
 
     def forward(self, data: Tensor, latents: Tensor) -> "GaussianMLPGenModel":
-        object.__setattr__(self, "params_", self.decoder(latents))  # [batch, K, D]; a hot path: no Module setattr
+        self.params_ = self.decoder(latents)  # [batch, K, D]
         return self
 
     def log_prob(self, data: Tensor, latents: Tensor) -> Tensor:
