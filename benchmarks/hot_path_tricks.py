@@ -108,14 +108,10 @@ def _check_device_cached():
     return replaced((base_module.Loss, "_check_device", check_device))
 
 
-def _bce_aten(logits: Tensor, value: Tensor) -> Tensor:
-    """The ATen op behind F.binary_cross_entropy_with_logits called directly, with one expand."""
-    if logits.shape != value.shape:
-        if logits.dim() <= value.dim() and logits.numel() <= value.numel():
-            logits = logits.expand_as(value)
-        else:
-            value = value.expand_as(logits)
-    return -torch.binary_cross_entropy_with_logits(logits, value, None, None, 0).sum(-1)
+def _bce_functional(logits: Tensor, value: Tensor) -> Tensor:
+    """The plain way: broadcast_tensors and F.binary_cross_entropy_with_logits."""
+    logits, value = torch.broadcast_tensors(logits, value)
+    return -torch.nn.functional.binary_cross_entropy_with_logits(logits, value, reduction="none").sum(-1)
 
 
 def _rws_separate_wake_terms():
@@ -219,8 +215,8 @@ TRICKS = [
           ALL_CELLS),
     Trick("the device check's parameter cached", "Loss._check_device", False, _check_device_cached, NOTHING,
           ALL_CELLS),
-    Trick("private ATen binary_cross_entropy_with_logits with expand", "deep_sbn.bernoulli_log_prob", False,
-          lambda: replaced((deep_sbn_module, "bernoulli_log_prob", _bce_aten)), NOTHING, SBN_CELLS),
+    Trick("private ATen binary_cross_entropy_with_logits with expand", "deep_sbn.bernoulli_log_prob", True,
+          NOTHING, lambda: replaced((deep_sbn_module, "bernoulli_log_prob", _bce_functional)), SBN_CELLS),
     Trick("RWS wake terms merged into one weighted sum", "RWSLoss._estimate", True, NOTHING, _rws_separate_wake_terms,
           ("sbn-784-200 rws K=2", "sbn-100-20 rws K=5")),
     Trick("VIMCO's K x K leave-one-out matrix for K <= 8", "_importance.log_sum_exp_others", False, _small_k_matrix,

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from blackbox_vae._call_state import set_call_state
 from blackbox_vae._distributions import check_distribution, sum_to_leading
 from blackbox_vae.latents import Latents
 
@@ -120,7 +121,7 @@ class DistributionGenModel(GenModel):
         """p(x|z) for latents ``[*lead, *latent_shape]``: shape ``[*lead, *data_shape]``."""
 
     def forward(self, data: Tensor, latents: Tensor) -> "DistributionGenModel":
-        self.params_ = check_distribution(self.likelihood(latents), f"{type(self).__name__}.likelihood")
+        set_call_state(self, "params_", check_distribution(self.likelihood(latents), f"{type(self).__name__}.likelihood"))
         return self
 
     def log_prob(self, data: Tensor, latents: Tensor) -> Tensor:

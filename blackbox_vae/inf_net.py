@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from blackbox_vae._call_state import set_call_state
 from blackbox_vae._distributions import check_distribution, shape_of, sum_to_leading
 from blackbox_vae.latents import Latents
 
@@ -195,7 +196,7 @@ class DistributionInfNet(InfNet):
                 f"{tuple(dist.batch_shape)}; expected it to start with the batch size {batch} "
                 f"(data has shape {tuple(data.shape)})."
             )
-        self.params_ = dist
+        set_call_state(self, "params_", dist)
         return self
 
     @property

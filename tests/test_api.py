@@ -215,3 +215,14 @@ def test_losses_are_modules_that_move_with_their_models(device):
     assert value.dim() == 0 and value.device.type == device.type
     assert {id(p) for p in loss.parameters()} == {
         id(p) for m in (loss.inf_net, loss.gen_model) for p in m.parameters()}
+
+
+def test_importing_the_library_loads_none_of_the_optional_dependencies():
+    """Pyro, matplotlib, scikit-learn, PyYAML and torch's compiler load only where they are used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, blackbox_vae, blackbox_vae.models, blackbox_vae.testing; "
+            "print(sorted(m for m in ('pyro', 'matplotlib', 'sklearn', 'yaml', 'torch._dynamo') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

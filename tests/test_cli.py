@@ -168,3 +168,21 @@ def test_config_json_records_the_options_that_took_effect(tmp_path):
     train(tmp_path / "run", "--layers", "4", "--loss", "rws")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["phi_update"] == "wake" and config["baseline"] is None and config["gradient"] is None
+
+
+def test_resume_refuses_any_setting_but_the_listed_ones(tmp_path, capsys):
+    """Every setting outside RESUME_MAY_CHANGE is protected, new ones included; the listed ones may change."""
+    from blackbox_vae.cli.config import RESUME_MAY_CHANGE
+
+    assert set(RESUME_MAY_CHANGE) == {"steps", "device", "log_every", "eval_every", "eval_k", "eval_size",
+                                      "checkpoint_every", "out"}
+    out = tmp_path / "run"
+    train(out, "--layers", "4", "--loss", "rws")
+    capsys.readouterr()
+    for flags, changed in ([["--hidden", "3"], "hidden: [] -> [3]"], [["--phi-update", "sleep"], "phi_update: 'wake' -> 'sleep'"],
+                           [["--n-samples", "4"], "n_samples: 5 -> 4"], [["--batch-size", "8"], "batch_size: 16 -> 8"]):
+        assert main(["train", "--out", str(out), "--resume", *TINY, "--layers", "4", "--loss", "rws", *flags]) == 2
+        assert changed in capsys.readouterr().err
+    # the monitoring settings and the length may change; an option left at its default equals it given explicitly
+    assert main(["train", "--out", str(out), "--resume", *TINY, "--layers", "4", "--loss", "rws", "--phi-update", "wake",
+                 "--steps", "25", "--eval-k", "3", "--log-every", "25", "--eval-every", "25"]) == 0

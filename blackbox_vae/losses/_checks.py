@@ -31,12 +31,24 @@ def check_data(data: object, owner: str) -> Tensor:
 
 def check_latents(latents: Latents, batch: int, n_samples: int, where: str) -> None:
     """Raises unless every tensor in ``latents`` has leading dimensions ``[batch, n_samples]``."""
-    for path, leaf in latent_leaves(latents):
+    if all(leaf.dim() >= 2 and leaf.shape[0] == batch and leaf.shape[1] == n_samples for leaf in _leaves(latents)):
+        return
+    for path, leaf in latent_leaves(latents):  # find the offender, with its path, for the message
         if leaf.dim() < 2 or tuple(leaf.shape[:2]) != (batch, n_samples):
             raise ValueError(
                 f"`{where}` returned {path} of shape {tuple(leaf.shape)}; expected leading dimensions "
                 f"[batch, n_samples] = ({batch}, {n_samples})."
             )
+
+
+def _leaves(latents: Latents) -> list[Tensor]:
+    """The tensors in ``latents`` (`latent_leaves` without the paths, which only an error message needs)."""
+    if isinstance(latents, Tensor):
+        return [latents]
+    values = latents.values() if isinstance(latents, dict) else latents
+    if not isinstance(values, (tuple, list, type({}.values()))):
+        return [leaf for _, leaf in latent_leaves(latents)]  # other mappings; and raises for non-latents
+    return [leaf for value in values for leaf in _leaves(value)]
 
 
 def check_log_prob(log_prob: object, batch: int, n_samples: int, where: str) -> Tensor:

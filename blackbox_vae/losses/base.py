@@ -9,6 +9,7 @@ from typing import Any, Callable, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from blackbox_vae._call_state import set_call_state
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents, map_latents
@@ -151,7 +152,8 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         self._record(objective.detach())
         if surrogate_loss is objective:  # its value is already the objective
             return surrogate_loss
-        return objective.detach() + (surrogate_loss - surrogate_loss.detach())
+        # objective + (surrogate - surrogate.detach()), with one node in the graph rather than three
+        return surrogate_loss + (objective.detach() - surrogate_loss.detach())
 
     @property
     def loss_history_(self) -> list[float]:
@@ -208,8 +210,8 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
 
     def _keep(self, log_q: Tensor, log_p: Tensor) -> None:
         """Stores the last batch's log-probabilities, detached."""
-        self.log_q_ = log_q.detach()
-        self.log_p_ = log_p.detach()
+        set_call_state(self, "log_q_", log_q.detach())
+        set_call_state(self, "log_p_", log_p.detach())
 
     def _score(self, data: Tensor, latents: Latents) -> Tensor:
         """log p(x, z) ``[batch, K]`` for latents with leading ``[batch, K]``."""
@@ -224,7 +226,13 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         return log_prob
 
     def _check_device(self, data: Tensor) -> None:
-        param = next(self.parameters(), None)
+        # One parameter stands for all (the models move together). Remembered as per-call state: walking
+        # parameters() on every call costs more than the check; .to() keeps Parameter objects, so its device
+        # stays current.
+        param = self.__dict__.get("_device_reference")
+        if param is None:
+            param = next(self.parameters(), None)
+            set_call_state(self, "_device_reference", param)
         if param is not None and param.device != data.device:
             raise ValueError(
                 f"{type(self).__name__}: `data` is on {data.device} but the models' parameters are on "

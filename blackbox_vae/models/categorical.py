@@ -16,7 +16,7 @@ __all__ = ["CategoricalInfNet", "CategoricalGenModel"]
 
 
 class CategoricalInfNet(RelaxedCategoricalInfNet):
-    """q(z|x) = prod_l OneHotCategorical(z_l; softmax(f(x)_l)), f an MLP; relaxed ``rsample`` for Gumbel-softmax.
+    """q(z|x) = prod_l OneHotCategorical(z_l; softmax(f(x)_l)), f an MLP; `relaxed_rsample` for Gumbel-softmax.
 
     Args:
         data_dim: D.

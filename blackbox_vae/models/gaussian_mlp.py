@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
+from blackbox_vae._call_state import set_call_state
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.models._mlp import mlp
@@ -54,7 +55,7 @@ class GaussianMLPInfNet(InfNet):
 
     def forward(self, data: Tensor) -> "GaussianMLPInfNet":
         loc, raw_scale = self.encoder(data).chunk(2, dim=-1)  # [batch, H] each
-        self.params_ = (loc, softplus(raw_scale) + _MIN_SCALE)
+        set_call_state(self, "params_", (loc, softplus(raw_scale) + _MIN_SCALE))
         return self
 
     def _loc_scale(self) -> tuple[Tensor, Tensor]:
@@ -126,7 +127,7 @@ class GaussianMLPGenModel(GenModel):
             self.raw_scale = nn.Parameter(torch.zeros(data_dim))
 
     def forward(self, data: Tensor, latents: Tensor) -> "GaussianMLPGenModel":
-        self.params_ = self.decoder(latents)  # [batch, K, D]
+        set_call_state(self, "params_", self.decoder(latents))  # [batch, K, D]
         return self
 
     def log_prob(self, data: Tensor, latents: Tensor) -> Tensor:

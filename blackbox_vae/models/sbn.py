@@ -19,7 +19,7 @@ class SBNInfNet(RelaxedBernoulliInfNet):
     """q(z|x) = prod_j Bernoulli(z_j; sigmoid(f(x)_j)) with f an MLP (linear by default).
 
     Exact ``sample``/``log_prob`` for the score-function family (REINFORCE, NVIL,
-    VIMCO, RWS), and a relaxed ``rsample(n, temperature=...)`` for Gumbel-softmax.
+    VIMCO, RWS), and ``relaxed_rsample(n, temperature=...)`` for Gumbel-softmax.
 
     Args:
         data_dim: D, observed units.
