@@ -54,58 +54,20 @@ def replaced(*replacements: tuple[object, str, object]) -> Iterator[None]:
 
 # ------------------------------------------------------------------------------------ the variants
 # Tricks the code no longer has are supplied here, so that their measurement can be repeated.
-def _params_object_setattr():
-    """forward methods that store params_ with object.__setattr__, bypassing nn.Module.__setattr__."""
+def _per_call_state_plain():
+    """Per-call state stored through nn.Module.__setattr__, and the device check walking parameters() each call."""
 
-    def distribution_inf_forward(self, data):
-        dist = inf_net_module.check_distribution(self.distribution(data), f"{type(self).__name__}.distribution")
-        object.__setattr__(self, "params_", dist)
-        return self
+    def plain_setattr(module, name, value):
+        setattr(module, name, value)
 
-    def distribution_gen_forward(self, data, latents):
-        object.__setattr__(self, "params_", gen_model_module.check_distribution(self.likelihood(latents), "p"))
-        return self
-
-    def deep_inf_forward(self, data):
-        object.__setattr__(self, "params_", self.conditionals[0](data))
-        return self
-
-    def deep_gen_forward(self, data, latents):
-        object.__setattr__(self, "params_", tuple(c(z) for c, z in zip(self.conditionals, latents)))
-        return self
-
-    def gaussian_inf_forward(self, data):
-        loc, raw_scale = self.encoder(data).chunk(2, dim=-1)
-        object.__setattr__(self, "params_", (loc, torch.nn.functional.softplus(raw_scale) + gaussian_module._MIN_SCALE))
-        return self
-
-    def gaussian_gen_forward(self, data, latents):
-        object.__setattr__(self, "params_", self.decoder(latents))
-        return self
-
-    return replaced((inf_net_module.DistributionInfNet, "forward", distribution_inf_forward),
-                    (gen_model_module.DistributionGenModel, "forward", distribution_gen_forward),
-                    (DeepSBNInfNet, "forward", deep_inf_forward), (DeepSBNGenModel, "forward", deep_gen_forward),
-                    (GaussianMLPInfNet, "forward", gaussian_inf_forward),
-                    (GaussianMLPGenModel, "forward", gaussian_gen_forward))
-
-
-def _keep_object_setattr():
-    def keep(self, log_q, log_p):
-        object.__setattr__(self, "log_q_", log_q.detach())
-        object.__setattr__(self, "log_p_", log_p.detach())
-    return replaced((base_module.Loss, "_keep", keep))
-
-
-def _check_device_cached():
     def check_device(self, data):
-        param = self.__dict__.get("_device_reference")
-        if param is None:
-            param = next(self.parameters(), None)
-            object.__setattr__(self, "_device_reference", param)
+        param = next(self.parameters(), None)
         if param is not None and param.device != data.device:
             raise ValueError("device")
-    return replaced((base_module.Loss, "_check_device", check_device))
+
+    modules = (inf_net_module, gen_model_module, base_module, deep_sbn_module, gaussian_module)
+    return replaced(*[(module, "set_call_state", plain_setattr) for module in modules],
+                    (base_module.Loss, "_check_device", check_device))
 
 
 def _bce_functional(logits: Tensor, value: Tensor) -> Tensor:
@@ -209,12 +171,8 @@ ALL_CELLS = ("sbn-784-200 sf K=1", "sbn-784-200 rws K=2", "sbn-784-200x3 sf K=5"
 SBN_CELLS = tuple(c for c in ALL_CELLS if c.startswith("sbn"))
 GAUSSIAN_CELLS = tuple(c for c in ALL_CELLS if c.startswith("gaussian"))
 TRICKS = [
-    Trick("params_ stored with object.__setattr__ (no nn.Module.__setattr__)", "the models' forward methods", False,
-          _params_object_setattr, NOTHING, ALL_CELLS),
-    Trick("log_q_/log_p_ stored with object.__setattr__", "Loss._keep", False, _keep_object_setattr, NOTHING,
-          ALL_CELLS),
-    Trick("the device check's parameter cached", "Loss._check_device", False, _check_device_cached, NOTHING,
-          ALL_CELLS),
+    Trick("per-call state (params_, log_q_/log_p_, the device check's parameter) without nn.Module.__setattr__",
+          "_call_state.set_call_state, Loss._check_device", True, NOTHING, _per_call_state_plain, ALL_CELLS),
     Trick("private ATen binary_cross_entropy_with_logits with expand", "deep_sbn.bernoulli_log_prob", True,
           NOTHING, lambda: replaced((deep_sbn_module, "bernoulli_log_prob", _bce_functional)), SBN_CELLS),
     Trick("RWS wake terms merged into one weighted sum", "RWSLoss._estimate", True, NOTHING, _rws_separate_wake_terms,
