@@ -28,7 +28,7 @@ def bernoulli_log_prob(logits: Tensor, value: Tensor) -> Tensor:
     """
     # One side covers the other here (logits [B, 1, H] or [H] against values [B, K, H]): one expand, and the ATen
     # op behind F.binary_cross_entropy_with_logits (reduction 0 is "none"). Measured against broadcast_tensors
-    # and the functional (benchmarks/hot_path_tricks.py): 4.2% of a step of the 100-20 SBN.
+    # and the functional (benchmarks/hot_path_tricks.py): 3.8% of a step of the 100-20 SBN.
     if logits.shape != value.shape:
         if logits.dim() <= value.dim() and logits.numel() <= value.numel():
             logits = logits.expand_as(value)
@@ -75,7 +75,7 @@ class DeepSBNInfNet(InfNet):
     def sample_and_log_prob(self, n_samples: int = 1) -> tuple[tuple[Tensor, ...], Tensor]:
         """Fused: each layer's logits are computed once, for sampling and scoring.
 
-        Measured (benchmarks/hot_path_tricks.py): 3.9% of a step of the 784-200-200-200 SBN at K = 5.
+        Measured (benchmarks/hot_path_tricks.py): 4.8% of a step of the 784-200-200-200 SBN at K = 5.
         """
         logits = self.params_.unsqueeze(1)  # [batch, 1, H_1]
         latents, log_q = [], None
