@@ -9,7 +9,7 @@ step of the 100-20 SBN, where a step takes about a millisecond.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from torch import nn
 
@@ -17,3 +17,16 @@ from torch import nn
 #: ``set_call_state(module, name, value)``: ``module.name = value`` for per-call state (never a parameter,
 #: buffer or submodule). The builtin itself, so that storing costs no Python call.
 set_call_state: Callable[[nn.Module, str, Any], None] = object.__setattr__
+
+
+def state_without_call_state(module: nn.Module, names: Iterable[str]) -> dict[str, Any]:
+    """``module.__getstate__()`` with the per-call state ``names`` reset to None (for copying and pickling).
+
+    A forward pass's state holds the autograd graph of the last call, which ``copy.deepcopy`` refuses to
+    copy; the next call recomputes it, so a copy (or a pickled module) starts without it.
+    """
+    state = nn.Module.__getstate__(module)
+    for name in names:
+        if name in state:
+            state[name] = None
+    return state

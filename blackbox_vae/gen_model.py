@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from blackbox_vae._call_state import set_call_state
+from blackbox_vae._call_state import set_call_state, state_without_call_state
 from blackbox_vae._distributions import check_distribution, sum_to_leading
 from blackbox_vae.latents import Latents
 
@@ -33,6 +33,10 @@ class GenModel(nn.Module, metaclass=abc.ABCMeta):
     """
 
     params_: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # params_ holds the last call's graph: a deep copy (or a pickle) starts without it.
+        return state_without_call_state(self, ("params_",))
 
     @abc.abstractmethod
     def forward(self, data: Tensor, latents: Latents) -> "GenModel":

@@ -260,3 +260,88 @@ def test_sleep_phase_checks_the_dreams():
     with pytest.raises(ValueError, match=r"`BadSampler.sample\(5\)` returned data of shape \(1, 6\); expected "
                                          r"\[n_samples, \*data_shape\] with n_samples = 5"):
         RWSLoss(SBNInfNet(6, 3), BadSampler(6, 3), 2, phi_update="sleep")(DATA)
+
+
+# ----------------------------------------------------------- issue 13: the API under ordinary mistakes
+@pytest.mark.parametrize("dtype, fix", [(torch.float64, "convert the data with `data.to(torch.float32)`, or the "
+                                                        "models with `loss.to(torch.float64)`"),
+                                        (torch.int64, "convert the data with `data.to(torch.float32)`.")])
+def test_data_of_another_dtype_than_the_models(dtype, fix):
+    loss = ScoreFunctionLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), n_samples=2)
+    with pytest.raises(TypeError, match=rf"`data` has dtype {dtype} but the models' parameters are torch.float32"):
+        loss(DATA.to(dtype))
+    with pytest.raises(TypeError) as failure:
+        loss(DATA.to(dtype))
+    assert str(failure.value).endswith(fix)
+
+
+def test_gumbel_softmax_with_a_prior_that_validates_its_support_says_what_to_change():
+    from torch import nn
+    from torch.distributions import Bernoulli
+
+    from blackbox_vae import DistributionGenModel
+
+    class ReadmeDecoder(DistributionGenModel):  # the README's model, whose Bernoulli validates its support
+        def __init__(self):
+            super().__init__()
+            self.prior_logits = nn.Parameter(torch.zeros(3))
+            self.net = nn.Linear(3, 6)
+
+        def prior(self):
+            return Bernoulli(logits=self.prior_logits)
+
+        def likelihood(self, latents):
+            return Bernoulli(logits=self.net(latents))
+
+    with pytest.raises(ValueError, match=r"rejected them because it validates its support: construct it with "
+                                         r"validate_args=False"):
+        GumbelSoftmaxLoss(SBNInfNet(6, 3), ReadmeDecoder())(DATA)
+
+
+def test_a_loss_and_its_models_deep_copy_after_a_call():
+    import copy
+
+    loss = RWSLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), n_samples=3, phi_update="wake-sleep")
+    loss(DATA).backward()
+    twin = copy.deepcopy(loss)
+    assert twin.inf_net.params_ is None and twin.loss_history_ == loss.loss_history_
+    for a, b in zip(loss.parameters(), twin.parameters()):
+        assert torch.equal(a, b) and a is not b
+    twin(DATA).backward()  # the copy trains on its own
+    assert len(twin.loss_history_) == 2 and len(loss.loss_history_) == 1
+
+
+@pytest.mark.parametrize("make_saved, make_loaded, named", [
+    (lambda q, p: ScoreFunctionLoss(q, p, 4), lambda q, p: ScoreFunctionLoss(q, p, 5), "n_samples: saved 4, this loss 5"),
+    (lambda q, p: ScoreFunctionLoss(q, p, 2, baseline="mean"), lambda q, p: ScoreFunctionLoss(q, p, 2),
+     "baseline: saved 'mean', this loss None"),
+    (lambda q, p: RWSLoss(q, p, 2), lambda q, p: RWSLoss(q, p, 2, phi_update="sleep"),
+     "phi_update: saved 'wake', this loss 'sleep'"),
+    (lambda q, p: GumbelSoftmaxLoss(q, p, temperature=TemperatureSchedule(1.0, 0.5, 1e-4, 500)),
+     lambda q, p: GumbelSoftmaxLoss(q, p, temperature=TemperatureSchedule(1.0, 0.5, 1e-3, 500)), "temperature: saved"),
+    (lambda q, p: VIMCOLoss(q, p, 3), lambda q, p: RWSLoss(q, p, 3), "loss: saved 'VIMCOLoss', this loss 'RWSLoss'"),
+])
+def test_loading_a_state_saved_with_other_settings_is_refused(make_saved, make_loaded, named):
+    saved = make_saved(SBNInfNet(6, 3), SBNGenModel(6, 3))
+    saved(DATA)
+    loaded = make_loaded(SBNInfNet(6, 3), SBNGenModel(6, 3))
+    with pytest.raises(ValueError, match="the state was saved by a loss with other settings") as failure:
+        loaded.load_state_dict(saved.state_dict())
+    assert named in str(failure.value)
+
+
+def test_contract_checks_catch_swapped_sample_and_batch_axes_when_they_are_equal():
+    """With K == batch a [K, batch] log-probability has the right shape; the checks vary K to see it."""
+    from blackbox_vae.testing import ContractError, check_inf_net
+
+    class SwappedAxes(SBNInfNet):
+        def sample(self, n_samples=1):
+            return super().sample(n_samples).transpose(0, 1)  # [K, batch, H]
+
+        def log_prob(self, latents):
+            return super().log_prob(latents.transpose(0, 1)).transpose(0, 1)  # [K, batch]
+
+    data = torch.bernoulli(torch.full((3, 6), 0.5))
+    with pytest.raises(ContractError, match=r"returned latents of shape \(\d, 3, 3\); expected leading dimensions "
+                                            r"\[batch, n_samples\] = \(3, \d\)"):
+        check_inf_net(SwappedAxes(6, 3), data, n_samples=3)

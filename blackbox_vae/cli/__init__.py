@@ -22,7 +22,19 @@ def _int_list(text: str) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 200,200,200; got {text!r}") from error
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 200,200,200; got {text!r}")
     return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
 
 
 def _bool(text: str) -> bool:
@@ -52,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = TrainConfig()
     train.add_argument("--config", type=Path, help="a JSON or YAML file of settings (flags override it)")
-    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, with "
+                       "its saved settings (flags may change only steps, device and the monitoring intervals)")
+    train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start afresh")
     train.add_argument("--data", choices=DATASETS, help=f"data set (default {defaults.data})")
     train.add_argument("--data-dir", help="directory (or .npz file) with the data files")
     train.add_argument("--binarization", choices=("static", "dynamic"), help="default: dynamic")
@@ -79,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="test log-likelihood by importance sampling (the IWAE bound)")
     evaluate.add_argument("run_dir", type=Path)
-    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per data point")
+    evaluate.add_argument("--k", type=_positive_int, default=5000, help="importance samples per data point")
     evaluate.add_argument("--split", choices=("test", "valid", "train"), default="test")
-    evaluate.add_argument("--batch-size", type=int, default=100, help="data points per chunk")
-    evaluate.add_argument("--sample-chunk", type=int, default=1000, help="samples per chunk")
-    evaluate.add_argument("--limit", type=int,
+    evaluate.add_argument("--batch-size", type=_positive_int, default=100, help="data points per chunk")
+    evaluate.add_argument("--sample-chunk", type=_positive_int, default=1000, help="samples per chunk")
+    evaluate.add_argument("--limit", type=_positive_int,
                           help="evaluate on a fixed random subset of LIMIT data points, the same for every run "
                                "(default all)")
     evaluate.add_argument("--device", default="cpu")
@@ -91,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="a PNG of generated images and reconstructions")
     sample.add_argument("run_dir", type=Path)
-    sample.add_argument("-n", type=int, default=64, help="number of images")
+    sample.add_argument("-n", type=_positive_int, default=64, help="number of images")
     sample.add_argument("--out", type=Path, help="PNG path (default RUN_DIR/samples.png)")
     sample.add_argument("--device", default="cpu")
     sample.add_argument("--seed", type=int, default=0)
@@ -117,9 +131,20 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    values = load_config_file(args.config) if getattr(args, "config", None) else {}
+    """Defaults, then (with --resume) the run's saved settings, then a --config file, then the flags given."""
     names = {f.name for f in fields(TrainConfig)}
-    values.update({name: value for name, value in vars(args).items() if name in names})
+    given = {name: value for name, value in vars(args).items() if name in names}
+    values: dict = {}
+    if getattr(args, "resume", False):
+        from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+        out = Path(given.get("out", TrainConfig.out))
+        saved = load_checkpoint(out / CHECKPOINT_NAME)["config"]
+        values = TrainConfig.from_saved(saved, f"{out / CHECKPOINT_NAME} (its config)").to_dict()
+        values["binarization"] = saved.get("binarization")  # as saved; the data set's default otherwise
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config))
+    values.update(given)
     return TrainConfig.from_dict(values, str(args.config) if getattr(args, "config", None) else "settings")
 
 
@@ -144,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             from blackbox_vae.cli.training import train
 
             summary = train(_train_config(args), resume=getattr(args, "resume", False),
-                            progress=getattr(args, "progress", None))
+                            progress=getattr(args, "progress", None), overwrite=getattr(args, "overwrite", False))
             print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s: training bound "
                   f"{summary['train_bound']:.4f}, validation bound (K={summary['eval_k']}) {summary['valid_bound']:.4f} "
                   f"nats; wrote {summary['out']}/")

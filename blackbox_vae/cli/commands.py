@@ -28,8 +28,8 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Run, dict[str, Any]]:
     run = build_run(config)
     try:
         run.loss.load_state_dict(state["loss"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{run_dir / CHECKPOINT_NAME}: its parameters do not fit the model its config "
+    except (RuntimeError, ValueError) as error:  # parameters of other shapes; a loss of other settings
+        raise CheckpointError(f"{run_dir / CHECKPOINT_NAME}: its state does not fit the model and loss its config "
                               f"describes ({str(error).splitlines()[0]}).") from error
     run.loss.eval()
     return run, state

@@ -56,16 +56,48 @@ class TrainConfig:
     out: str = "runs/latest"
 
     def validate(self) -> "TrainConfig":
-        for name in ("steps", "batch_size", "n_samples", "log_every", "eval_every", "eval_k", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"`{name}` must be a positive integer; got {value!r}.")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ConfigError(f"`lr` must be a positive number; got {self.lr!r}.")
-        if not self.layers or any(not isinstance(h, int) or h < 1 for h in self.layers):
-            raise ConfigError(f"`layers` must be a non-empty list of positive integers; got {self.layers!r}.")
+        """Checks every setting (before any data is read or any step taken) and returns ``self``.
+
+        Numbers given as text (``lr: 1e-3`` in YAML, which PyYAML reads as a string) become numbers.
+
+        Raises:
+            ConfigError: naming the first invalid setting, its flag, the value and what is expected.
+        """
+        for name in ("steps", "batch_size", "n_samples", "log_every", "eval_every", "eval_k", "checkpoint_every",
+                     "seed", "n_classes"):
+            setattr(self, name, _integer(name, getattr(self, name), minimum={"seed": 0, "n_classes": 2}.get(name, 1)))
+        if self.eval_size is not None:
+            self.eval_size = _integer("eval_size", self.eval_size, 1, "or leave it out to use every validation row")
+        self.lr = _number("lr", self.lr)
+        if not self.lr > 0:
+            raise ConfigError(f"{_name('lr')} must be a positive, finite learning rate; got {self.lr!r}.")
+        for name, allow_empty in (("layers", False), ("hidden", True)):
+            values = getattr(self, name)
+            if not isinstance(values, list) or (not values and not allow_empty) or any(
+                    isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in values):
+                what = "a list of positive integers (e.g. 200,200)" + ("" if allow_empty else ", not empty")
+                raise ConfigError(f"{_name(name)} must be {what}; got {values!r}.")
+        self._validate_data()
         self._validate_estimator_options()
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{_name('out')} {str(out)!r} is a file; it must be a directory for the run's files "
+                              "(give another path).")
         return self
+
+    def _validate_data(self) -> None:
+        from blackbox_vae.data import DATASETS
+
+        if self.data not in DATASETS:
+            raise ConfigError(f"{_name('data')} must be one of {', '.join(DATASETS)}; got {self.data!r}.")
+        if self.data in _NEEDS_DATA_DIR and not self.data_dir:
+            raise ConfigError(f"--data {self.data} needs --data-dir: {_NEEDS_DATA_DIR[self.data]} (nothing is "
+                              "downloaded).")
+        allowed = {"binarized-mnist": ("static",), "gaussian-2d": ()}.get(self.data, ("static", "dynamic"))
+        if self.binarization is not None and self.binarization not in allowed:
+            hint = f"one of {', '.join(allowed)}" if allowed else "left out (the data are real-valued)"
+            raise ConfigError(f"{_name('binarization')} must be {hint} for --data {self.data}; "
+                              f"got {self.binarization!r}.")
 
     def _validate_estimator_options(self) -> None:
         from blackbox_vae.losses.registry import LOSSES, option_choices
@@ -94,10 +126,13 @@ class TrainConfig:
         return {option: getattr(self, option) for option in ESTIMATOR_OPTIONS if getattr(self, option) is not None}
 
     def effective(self) -> dict[str, Any]:
-        """Every setting with the value it takes effect with: the loss's options filled in with its defaults."""
+        """Every setting with the value it takes effect with: the binarization the data set uses, and the loss's
+        options filled in with its defaults."""
+        from blackbox_vae.data import effective_binarization
         from blackbox_vae.losses.registry import LOSSES, option_default
 
         values = asdict(self)
+        values["binarization"] = effective_binarization(self.data, self.binarization)
         for option in LOSSES[self.loss].options:
             if values[option] is None:
                 values[option] = option_default(self.loss, option)
@@ -127,6 +162,44 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
         return cls(**values).validate()
+
+
+# Where the files of the data sets that need them are (their loaders read these).
+_NEEDS_DATA_DIR = {"mnist": "the directory with MNIST's four IDX files",
+                   "fashion-mnist": "the directory with Fashion-MNIST's four IDX files",
+                   "binarized-mnist": "the .npz file (or the directory of the .amat files) of binarized MNIST"}
+
+
+def _name(setting: str) -> str:
+    """A setting as the user wrote it: its config key and its flag."""
+    return f"`{setting}` (--{setting.replace('_', '-')})"
+
+
+def _number(setting: str, value: Any) -> float:
+    """A finite number, also from text such as YAML's ``1e-3`` (which PyYAML reads as a string)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{_name(setting)} must be a finite number; got {value!r}.")
+    return float(value)
+
+
+def _integer(setting: str, value: Any, minimum: int, hint: str = "") -> int:
+    """An integer >= ``minimum``, also from text or from an integral float (``1e4`` in YAML)."""
+    number = value
+    if isinstance(value, (str, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        number = int(number) if number is not None and math.isfinite(number) and number == int(number) else None
+    if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{_name(setting)} must be {what}{' (' + hint + ')' if hint else ''}; got {value!r}.")
+    return number
 
 
 # The settings a resumed run may change: how far to train, where, and how it is monitored. Every other

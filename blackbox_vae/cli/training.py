@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from blackbox_vae.cli.config import RESUME_MAY_CHANGE, ConfigError, TrainConfig
 from blackbox_vae.data import BatchStream, Dataset, load_dataset
 from blackbox_vae.evaluation import log_likelihood_bound
@@ -125,13 +126,19 @@ def _restore(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, pa
     # To the CPU: RNG states must stay CPU tensors; load_state_dict moves parameters and optimizer state.
     state = load_checkpoint(path, map_location="cpu")
     _check_resumable(state["config"], run.config, path)
-    run.loss.load_state_dict(state["loss"])
+    try:
+        run.loss.load_state_dict(state["loss"])
+    except (RuntimeError, ValueError) as error:  # parameters of other shapes; a loss of other settings
+        raise CheckpointError(f"{path}: its state does not fit the model and loss its config describes "
+                              f"({str(error).splitlines()[0]}).") from error
     optimizer.load_state_dict(state["optimizer"])
     stream.load_state_dict(state["stream"])
     torch.set_rng_state(state["rng"]["torch"])
     if run.device.type == "cuda" and state["rng"]["cuda"]:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    progress = _Progress(state["step"], state["elapsed"], list(state["metrics"]), state["step"])
+    # the step of the last metrics row, so that the next row averages the same steps as without the interruption
+    last_logged = state.get("last_logged", state["step"])  # checkpoints of format 1 did not record it
+    progress = _Progress(state["step"], state["elapsed"], list(state["metrics"]), last_logged)
     if progress.step >= run.config.steps:
         raise ConfigError(f"the checkpoint in {path.parent} is already at step {progress.step}; pass --steps above "
                           f"{progress.step} to train further.")
@@ -147,8 +154,11 @@ def _step(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream) -> No
 
 
 # ------------------------------------------------------------------------------------------- monitor
-def _monitor(run: Run, progress: _Progress, valid: torch.Tensor, started: float) -> dict[str, str] | None:
-    """At a logging or evaluation step, appends a metrics row; returns the progress bar's postfix (else None).
+def _monitor(run: Run, progress: _Progress, valid: torch.Tensor, started: float) -> dict | None:
+    """At a logging or evaluation step, appends a metrics row and returns it (else returns None).
+
+    The validation bound is computed last: if it fails, the row is not written, but the training state
+    is sound and the caller saves it.
 
     Raises:
         FloatingPointError: when the training bound became non-finite.
@@ -163,15 +173,25 @@ def _monitor(run: Run, progress: _Progress, valid: torch.Tensor, started: float)
     if recent and not math.isfinite(train_bound):
         raise FloatingPointError(f"the training bound became {train_bound} by step {step} "
                                  f"({config.loss} on {config.data}); lower --lr, or check the model.")
-    progress.last_logged = step
-    progress.elapsed = time.perf_counter() - started
-    row = {"step": step, "seconds": round(progress.elapsed, 3), "train_bound": train_bound, "valid_bound": ""}
-    postfix = {"bound": f"{train_bound:.3f}"}
+    elapsed = time.perf_counter() - started
+    row = {"step": step, "seconds": round(elapsed, 3), "train_bound": train_bound, "valid_bound": ""}
     if evaluating:
         row["valid_bound"] = _validation_bound(run, valid, step)
-        postfix["valid"] = f"{row['valid_bound']:.3f}"
+    progress.last_logged, progress.elapsed = step, elapsed
     progress.metrics.append(row)
-    return postfix
+    return row
+
+
+def _report(row: dict, run: Run, bar) -> None:
+    """Shows a metrics row: on the progress bar, or, when there is none (no terminal), as a printed line."""
+    if not bar.disable:
+        postfix = {"bound": f"{row['train_bound']:.3f}"}
+        if row["valid_bound"] != "":
+            postfix["valid"] = f"{row['valid_bound']:.3f}"
+        bar.set_postfix(postfix)
+    elif row["valid_bound"] != "":
+        print(f"step {row['step']}/{run.config.steps} ({row['seconds']:.1f} s): training bound {row['train_bound']:.4f}, "
+              f"validation bound (K={run.config.eval_k}) {row['valid_bound']:.4f} nats", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------- save
@@ -182,64 +202,86 @@ def _save(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, progr
     save_checkpoint(out / CHECKPOINT_NAME, {
         "config": run.config.to_dict(), "step": progress.step, "elapsed": progress.elapsed,
         "loss": run.loss.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng,
-        "stream": stream.state_dict(), "metrics": progress.metrics})
+        "stream": stream.state_dict(), "metrics": progress.metrics, "last_logged": progress.last_logged})
     with open(out / "metrics.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)
         writer.writeheader()
         writer.writerows(progress.metrics)
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
+def train(config: TrainConfig, resume: bool = False, progress: bool | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
     """Trains as ``config`` says, writing into ``config.out``; returns a summary.
 
-    Writes ``config.json``, ``checkpoint.pt`` (every ``checkpoint_every`` steps and at the end),
-    ``metrics.csv`` (a row per ``log_every`` steps; the validation bound every ``eval_every``) and
-    ``loss_curve.png``. With ``resume``, continues from ``checkpoint.pt`` in ``config.out`` and
-    reproduces an uninterrupted run bit for bit on CPU (all randomness comes from saved generators;
-    evaluation draws from a forked one).
+    Writes ``config.json`` (the settings that took effect), ``checkpoint.pt`` (every ``checkpoint_every``
+    steps and at the end; each replaces the last), ``metrics.csv`` (a row per ``log_every`` steps; the
+    validation bound every ``eval_every``) and ``loss_curve.png``. Every setting is checked before the data
+    are read; the run directory is locked while training writes there (`RunLock`), and a directory that
+    holds a run is continued only with ``resume`` and replaced only with ``overwrite``. With ``resume``,
+    continues from ``checkpoint.pt`` and reproduces an uninterrupted run bit for bit on CPU (all randomness
+    comes from saved generators; evaluation draws from a forked one), metrics rows included.
 
     Args:
         config: the settings.
         resume: continue from the run directory's checkpoint.
-        progress: show a tqdm progress bar (default: when stderr is a terminal).
+        progress: show a tqdm progress bar (default: when stderr is a terminal). Without one, a line is
+            printed at every evaluation.
+        overwrite: delete the run directory's old run files first.
 
     Returns:
         ``{"steps", "seconds", "train_bound", "valid_bound", "eval_k", "out"}``.
 
     Raises:
-        ConfigError: for invalid settings, or a checkpoint that cannot be resumed with them.
+        ConfigError: for invalid settings, a run directory in use or holding a run, or a checkpoint that
+            cannot be resumed with these settings.
     """
     from tqdm.auto import tqdm  # the command line's dependencies load with the command line, not the library
 
     from blackbox_vae.cli.plots import plot_loss_curve
+    from blackbox_vae.cli.run_directory import RunLock, prepare_run_directory
 
     config.validate()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    run = build_run(config)
-    optimizer = torch.optim.Adam(run.loss.parameters(), lr=config.lr)
-    stream = BatchStream(run.dataset.train.to(run.device), config.batch_size,
-                         dynamic_binarization=run.dataset.binarization == "dynamic", seed=config.seed)
-    valid = run.dataset.valid[:config.eval_size].to(run.device)
-    state = _restore(run, optimizer, stream, out / CHECKPOINT_NAME) if resume else _Progress()
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    with RunLock(out) as lock:
+        if lock.note:
+            print(lock.note, file=sys.stderr)
+        prepare_run_directory(out, resume, overwrite)
+        run = build_run(config)
+        if config.batch_size > len(run.dataset.train):
+            raise ConfigError(f"`batch_size` (--batch-size) is {config.batch_size}, more than the "
+                              f"{len(run.dataset.train)} training rows of --data {config.data}; use at most "
+                              f"{len(run.dataset.train)}.")
+        optimizer = torch.optim.Adam(run.loss.parameters(), lr=config.lr)
+        stream = BatchStream(run.dataset.train.to(run.device), config.batch_size,
+                             dynamic_binarization=run.dataset.binarization == "dynamic", seed=config.seed)
+        valid = run.dataset.valid[:config.eval_size].to(run.device)
+        state = _restore(run, optimizer, stream, out / CHECKPOINT_NAME) if resume else _Progress()
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
 
-    bar = tqdm(total=config.steps, initial=state.step, desc=f"{config.loss} on {config.data}", unit="step",
-               disable=None if progress is None else not progress, dynamic_ncols=True)
-    started = time.perf_counter() - state.elapsed
-    while state.step < config.steps:
-        _step(run, optimizer, stream)
-        state.step += 1
-        postfix = _monitor(run, state, valid, started)
-        if postfix is not None:
-            bar.set_postfix(postfix)
-        bar.update(1)
-        if state.step % config.checkpoint_every == 0 or state.step == config.steps:
-            state.elapsed = time.perf_counter() - started
-            _save(run, optimizer, stream, state, out)
-    bar.close()
-    plot_loss_curve(run.loss.loss_history_, state.metrics, out / "loss_curve.png",
-                    f"{config.loss} (K={config.n_samples}), {config.model} on {config.data}")
+        bar = tqdm(total=config.steps, initial=state.step, desc=f"{config.loss} on {config.data}", unit="step",
+                   disable=None if progress is None else not progress, dynamic_ncols=True)
+        started = time.perf_counter() - state.elapsed
+        while state.step < config.steps:
+            _step(run, optimizer, stream)
+            state.step += 1
+            try:
+                row = _monitor(run, state, valid, started)
+            except FloatingPointError:
+                raise  # the parameters may be ruined: keep the last checkpoint as it is
+            except Exception:
+                state.elapsed = time.perf_counter() - started
+                _save(run, optimizer, stream, state, out)  # an evaluation failed: the steps taken are not lost
+                raise
+            if row is not None:
+                _report(row, run, bar)
+            bar.update(1)
+            if state.step % config.checkpoint_every == 0 or state.step == config.steps:
+                state.elapsed = time.perf_counter() - started
+                _save(run, optimizer, stream, state, out)
+        bar.close()
+        plot_loss_curve(run.loss.loss_history_, state.metrics, out / "loss_curve.png",
+                        f"{config.loss} (K={config.n_samples}), {config.model} on {config.data}")
     final = next(row for row in reversed(state.metrics) if row["valid_bound"] != "")
     return {"steps": state.step, "seconds": round(state.elapsed, 2), "train_bound": state.metrics[-1]["train_bound"],
             "valid_bound": final["valid_bound"], "eval_k": config.eval_k, "out": str(out)}

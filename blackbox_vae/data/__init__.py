@@ -4,6 +4,7 @@ from blackbox_vae.data.batches import BatchStream
 from blackbox_vae.data.datasets import (
     DATASETS,
     Dataset,
+    effective_binarization,
     load_binarized_mnist,
     load_dataset,
     load_digits,
@@ -15,6 +16,7 @@ from blackbox_vae.data.toy import correlated_gaussian_2d
 __all__ = [
     "DATASETS",
     "Dataset",
+    "effective_binarization",
     "load_dataset",
     "load_mnist_idx",
     "load_binarized_mnist",

@@ -13,7 +13,8 @@ from torch import Tensor
 from blackbox_vae.data.files import DataFileError, find_file, read_amat, read_idx, read_npz_splits
 from blackbox_vae.data.toy import correlated_gaussian_2d
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "load_mnist_idx", "load_binarized_mnist", "load_digits"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "load_mnist_idx", "load_binarized_mnist", "load_digits",
+           "effective_binarization"]
 
 Binarization = Literal["static", "dynamic", "none"]
 DATASETS = ("digits", "mnist", "fashion-mnist", "binarized-mnist", "gaussian-2d")
@@ -69,6 +70,24 @@ class Dataset:
         if name not in ("train", "valid", "test"):
             raise ValueError(f"Dataset.split: `name` must be 'train', 'valid' or 'test'; got {name!r}.")
         return getattr(self, name)
+
+
+def effective_binarization(name: str, binarization: Optional[str]) -> Binarization:
+    """The binarization `load_dataset` uses for data set ``name`` when asked for ``binarization`` (None: the default).
+
+    Args:
+        name: one of `DATASETS`.
+        binarization: ``"static"``, ``"dynamic"``, or None for the data set's default.
+
+    Returns:
+        ``"static"`` for binarized MNIST (fixed by its files), ``"none"`` for real-valued data, else the
+        one asked for, ``"dynamic"`` by default.
+    """
+    if name == "gaussian-2d":
+        return "none"
+    if name == "binarized-mnist":
+        return "static"
+    return binarization or "dynamic"
 
 
 def _binarize_once(intensities: Tensor, seed: int) -> Tensor:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import gzip
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -115,6 +116,14 @@ def read_npz_splits(path: Path, splits: Sequence[str] = ("train", "valid", "test
     """
     path = Path(path)
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        raise DataFileError(f"{path}: cannot read it ({error}).") from error
+    if magic != b"PK\x03\x04":  # every .npz is a zip archive; otherwise np.load would try (and refuse) a pickle
+        raise DataFileError(f"{path}: not a .npz archive (it does not start with a zip header); expected the "
+                            f"arrays {', '.join(splits)} saved with numpy.savez.")
+    try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [s for s in splits if s not in archive.files]
             if missing:
@@ -123,5 +132,6 @@ def read_npz_splits(path: Path, splits: Sequence[str] = ("train", "valid", "test
             return {s: archive[s] for s in splits}
     except DataFileError:
         raise
-    except (OSError, ValueError, EOFError) as error:
-        raise DataFileError(f"{path}: cannot read it as a .npz archive ({error}).") from error
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # truncated or damaged archives
+        raise DataFileError(f"{path}: cannot read it as a .npz archive; it is truncated or corrupted "
+                            f"({type(error).__name__}: {error}).") from error

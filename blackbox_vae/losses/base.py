@@ -9,7 +9,7 @@ from typing import Any, Callable, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from blackbox_vae._call_state import set_call_state
+from blackbox_vae._call_state import set_call_state, state_without_call_state
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents, map_latents
@@ -141,8 +141,18 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             the batch) and whose gradient is the estimator's.
         """
         data = check_data(data, type(self).__name__)
-        self._check_device(data)
-        objective, surrogate_loss = self._estimate(data)
+        reference = self._check_device(data)
+        try:
+            objective, surrogate_loss = self._estimate(data)
+        except RuntimeError as error:
+            if reference is None or data.dtype == reference.dtype:
+                raise
+            fix = f"convert the data with `data.to({reference.dtype})`"
+            if data.is_floating_point():
+                fix += f", or the models with `loss.to({data.dtype})`"
+            raise TypeError(f"{type(self).__name__}: `data` has dtype {data.dtype} but the models' parameters are "
+                            f"{reference.dtype}, and the models failed on it ({str(error).splitlines()[0]}); "
+                            f"{fix}.") from error
         if not (isinstance(objective, Tensor) and objective.dim() == 0
                 and isinstance(surrogate_loss, Tensor) and surrogate_loss.dim() == 0):
             shapes = [tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in (objective, surrogate_loss)]
@@ -225,7 +235,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             check_finite(log_prob, where)
         return log_prob
 
-    def _check_device(self, data: Tensor) -> None:
+    def _check_device(self, data: Tensor) -> Tensor | None:
         # One parameter stands for all (the models move together). Remembered as per-call state: walking
         # parameters() on every call costs more than the check; .to() keeps Parameter objects, so its device
         # stays current.
@@ -238,6 +248,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
                 f"{type(self).__name__}: `data` is on {data.device} but the models' parameters are on "
                 f"{param.device}; move the data with `data.to({str(param.device)!r})`."
             )
+        return param
 
     # --------------------------------------------------------------- state
     @outside_compiled_graphs  # host-side bookkeeping: no guard on the list's length in a compiled graph
@@ -251,14 +262,35 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             self._history.extend(torch.stack(self._pending).tolist())
             self._pending.clear()
 
+    def settings(self) -> dict[str, Any]:
+        """The estimator's configuration: the loss class, K, and (in subclasses) its options.
+
+        Saved in ``state_dict()``; loading a state saved by a loss with other settings is refused.
+        """
+        return {"loss": type(self).__name__, "n_samples": self.n_samples}
+
     def get_extra_state(self) -> dict[str, Any]:
-        """Non-tensor state saved in ``state_dict()``: the loss history."""
-        return {"loss_history": list(self.loss_history_)}
+        """Non-tensor state saved in ``state_dict()``: the loss history, and the settings it was trained with."""
+        return {"loss_history": list(self.loss_history_), "settings": self.settings()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Restores what `get_extra_state` saved."""
+        """Restores what `get_extra_state` saved.
+
+        Raises:
+            ValueError: if the state was saved by a loss with other `settings` (naming each that differs).
+        """
+        saved, current = state.get("settings"), self.settings()
+        if saved is not None and saved != current:
+            differing = [f"{key}: saved {saved.get(key)!r}, this loss {current.get(key)!r}"
+                         for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state was saved by a loss with other "
+                             f"settings ({'; '.join(differing)}). Build the loss with the saved settings to load it.")
         self._pending.clear()
         self._history = [float(value) for value in state["loss_history"]]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A deep copy (or a pickle) starts without the per-call state; the next call recomputes it.
+        return state_without_call_state(self, ("log_p_", "log_q_", "_device_reference"))
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}"

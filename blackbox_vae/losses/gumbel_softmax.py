@@ -126,10 +126,30 @@ class GumbelSoftmaxLoss(Loss):
         temperature = self.current_temperature
         if self.training and torch.is_grad_enabled():
             self.steps += 1
-        _, log_q, log_p = self._draw(data, "relaxed_rsample", temperature=temperature,
-                                     straight_through=self.straight_through)
+        try:
+            _, log_q, log_p = self._draw(data, "relaxed_rsample", temperature=temperature,
+                                         straight_through=self.straight_through)
+        except ValueError as error:
+            if "support" not in str(error):
+                raise
+            raise ValueError(
+                f"GumbelSoftmaxLoss scores relaxed latents (values in [0, 1], or on the simplex), and a distribution "
+                f"of {type(self.gen_model).__name__} or {type(self.inf_net).__name__} rejected them because it "
+                "validates its support: construct it with validate_args=False, e.g. Bernoulli(logits=..., "
+                f"validate_args=False). ({str(error).splitlines()[0]})") from error
         negative_objective = -(log_p - log_q).mean()  # the objective is its own surrogate
         return negative_objective, negative_objective
+
+    def settings(self) -> dict[str, Any]:
+        """K, the temperature (a number, or the schedule's repr) and straight-through (see `Loss.settings`)."""
+        temperature = self.temperature
+        if isinstance(temperature, TemperatureSchedule):
+            temperature = repr(temperature)
+        elif callable(temperature):  # a function: its name (a repr would hold its address, which changes)
+            temperature = getattr(temperature, "__qualname__", type(temperature).__qualname__)
+        else:
+            temperature = float(temperature)
+        return {**super().settings(), "temperature": temperature, "straight_through": self.straight_through}
 
     def get_extra_state(self) -> dict[str, Any]:
         """The history, and the step count at which the temperature schedule is evaluated."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -107,6 +107,10 @@ class IWAELoss(Loss):
         theta_term = (normalized * log_p).sum()  # reaches theta only: the latents in log_p are detached
         surrogate = (theta_term + path_term) / batch
         return -log_mean_exp(log_weights.detach()).mean(), -surrogate
+
+    def settings(self) -> dict[str, Any]:
+        """K and the gradient (see `Loss.settings`)."""
+        return {**super().settings(), "gradient": self.gradient}
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}, gradient={self.gradient!r}"

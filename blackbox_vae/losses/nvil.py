@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -139,6 +139,12 @@ class NVILLoss(Loss):
             self.signal_mean.update(residual.mean())
             self.signal_variance.update(residual.var(unbiased=False))
         return -learning_signal.mean(), surrogate_loss
+
+    def settings(self) -> dict[str, Any]:
+        """K, the ingredients and the decay (see `Loss.settings`)."""
+        net = type(self.baseline_net).__name__ if self.baseline_net is not None else None
+        return {**super().settings(), "baseline_net": net, "running_mean": self.running_mean,
+                "variance_normalization": self.variance_normalization, "decay": self.signal_mean.decay}
 
     def extra_repr(self) -> str:
         return (f"n_samples={self.n_samples}, running_mean={self.running_mean}, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -119,6 +119,10 @@ class RWSLoss(Loss):
         check_latents(latents, n_dreams, 1, f"{gen_name}.sample (latents, with a sample axis added)")
         log_q = self.inf_net(dreamed_data.detach()).log_prob(latents)
         return self._checked(log_q, n_dreams, 1, f"{inf_name}.log_prob").mean()
+
+    def settings(self) -> dict[str, Any]:
+        """K, the phi update and the number of dreams (see `Loss.settings`)."""
+        return {**super().settings(), "phi_update": self.phi_update, "n_dreams": self.n_dreams}
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}, phi_update={self.phi_update!r}"

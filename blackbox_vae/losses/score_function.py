@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -110,6 +110,10 @@ class ScoreFunctionLoss(Loss):
     def _update_average(self, learning_signal: Tensor) -> None:
         if self.baseline == "mean":
             self.signal_average.update(learning_signal.mean())
+
+    def settings(self) -> dict[str, Any]:
+        """K, the baseline and its decay (see `Loss.settings`)."""
+        return {**super().settings(), "baseline": self.baseline, "baseline_decay": self.signal_average.decay}
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}, baseline={self.baseline!r}"

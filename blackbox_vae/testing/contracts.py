@@ -7,7 +7,9 @@ what to fix:
 
 - ``forward`` returns ``self``;
 - samples have leading dimensions ``[batch, n_samples]`` (``[n_samples]`` for
-  ``GenModel.sample``), log-probabilities are floating ``[batch, n_samples]`` and finite;
+  ``GenModel.sample``), log-probabilities are floating ``[batch, n_samples]`` and finite — checked at two
+  numbers of samples, both different from the batch size, so that ``[n_samples, batch]`` (the two axes
+  swapped) cannot pass by having the same shape;
 - ``log_prob`` is differentiable in the model's parameters, and ``rsample`` / ``relaxed_rsample`` (where
   the capability flags ``has_rsample`` / ``has_relaxed_rsample`` say they work) carry a gradient path;
 - ``log_prob`` is vectorized over samples: scoring K samples at once equals K calls with one each;
@@ -130,6 +132,12 @@ def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return unique, first, counts
 
 
+def _sample_counts(n_samples: int, batch: int) -> tuple[int, int]:
+    """Two numbers of samples, from ``n_samples`` up, both different from ``batch``."""
+    counts = [k for k in range(n_samples, n_samples + 3) if k != batch]
+    return counts[0], counts[1]
+
+
 def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequency_samples: int = 4000,
                   false_failure_rate: float = 1e-3, relaxed_temperature: float = 0.5) -> None:
     """Checks an InfNet against the contract the losses rely on.
@@ -137,7 +145,7 @@ def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequenc
     Args:
         inf_net: the inference network to check.
         data: a batch ``[batch, *data_shape]``.
-        n_samples: K for the shape and vectorization checks.
+        n_samples: K for the shape and vectorization checks (it and K + 1 are used, skipping the batch size).
         frequency_samples: draws for the sample/log_prob agreement check (discrete latents only).
         false_failure_rate: chance that a correct model fails the frequency check.
         relaxed_temperature: the temperature at which ``relaxed_rsample`` is checked (when
@@ -149,6 +157,10 @@ def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequenc
     name = type(inf_net).__name__
     batch = data.shape[0]
     _expect(inf_net(data) is inf_net, f"`{name}.forward` must return `self` (so that `inf_net(x).sample(5)` works).")
+    n_samples, other = _sample_counts(n_samples, batch)
+    drawn_other = inf_net.sample(other)  # a second K: shapes must follow it
+    _reraise(lambda: check_latents(drawn_other, batch, other, f"{name}.sample"))
+    _reraise(lambda: check_log_prob(inf_net.log_prob(drawn_other), batch, other, f"{name}.log_prob"))
     latents = inf_net.sample(n_samples)
     _reraise(lambda: check_latents(latents, batch, n_samples, f"{name}.sample"))
     log_q = _reraise(lambda: check_log_prob(inf_net.log_prob(latents), batch, n_samples, f"{name}.log_prob"))
@@ -190,7 +202,7 @@ def check_gen_model(gen_model: GenModel, data: Tensor, latents: Optional[Latents
         data: a batch ``[batch, *data_shape]``.
         latents: latents with leading ``[batch, n_samples]`` to score; by default drawn from
             ``gen_model.sample``.
-        n_samples: K, when ``latents`` is not given.
+        n_samples: K, when ``latents`` is not given (it and K + 1 are used, skipping the batch size).
         frequency_samples: draws for the sample/log_prob agreement check (discrete data and latents only).
         false_failure_rate: chance that a correct model fails the frequency check.
 
@@ -199,6 +211,12 @@ def check_gen_model(gen_model: GenModel, data: Tensor, latents: Optional[Latents
     """
     name = type(gen_model).__name__
     batch = data.shape[0]
+    n_samples, other = _sample_counts(n_samples, batch)
+    if latents is None:  # a second K first: shapes must follow it
+        _, other_z = gen_model.sample(batch * other)
+        other_latents = map_latents(lambda t: t.reshape(batch, other, *t.shape[1:]), other_z)
+        _reraise(lambda: check_log_prob(gen_model(data, other_latents).log_prob(data, other_latents), batch, other,
+                                        f"{name}.log_prob"))
     draws_x, draws_z = gen_model.sample(batch * n_samples)
     _expect(isinstance(draws_x, Tensor) and tuple(draws_x.shape) == (batch * n_samples, *data.shape[1:]),
             f"`{name}.sample({batch * n_samples})` returned data of shape "
