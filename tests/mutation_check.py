@@ -200,7 +200,7 @@ def run(mutant: Mutant) -> tuple[list[str], float, str]:
         output = ""
         env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
         for test in mutant.tests:
-            completed = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf",
+            completed = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "-n", "0",
                                         *_targets(test)], cwd=copy, env=env, capture_output=True, text=True)
             output += completed.stdout[-1500:]
             failed += re.findall(r"^FAILED (\S+)", completed.stdout, flags=re.M)

@@ -63,10 +63,11 @@ IDS = [row[0].replace("{root}/", "") for row in ROWS]
 
 
 def arguments(command, root, out):
+    """The row's command, after the tiny settings (so that the row's own flags override them)."""
     argv = command.format(root=root).split()
-    if argv[0] == "train" and "--out" not in argv:
-        argv += ["--out", str(out)]
-    return argv + (TINY if argv[0] == "train" else [])
+    if argv[0] != "train":
+        return argv
+    return ["train", *TINY, *(["--out", str(out)] if "--out" not in argv else []), *argv[1:]]
 
 
 @pytest.mark.parametrize("command, message", ROWS, ids=IDS)
@@ -150,14 +151,24 @@ def test_overwrite_deletes_the_old_run(tmp_path, capsys):
 
 
 def test_a_checkpoint_with_flipped_bytes_is_refused(tmp_path, capsys):
+    """One bit flipped inside a stored tensor's bytes: torch.load reads the file without complaint, and the
+    checksum of the contents refuses it."""
+    import struct
+    import zipfile
+
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *TINY]) == 0
-    raw = bytearray((out / "checkpoint.pt").read_bytes())
-    raw[len(raw) // 2] ^= 0x10
-    (out / "checkpoint.pt").write_bytes(bytes(raw))
+    path = out / "checkpoint.pt"
+    with zipfile.ZipFile(path) as archive:  # torch.save writes a zip: find the largest tensor record's data
+        record = max((info for info in archive.infolist() if "/data/" in info.filename), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", raw[record.header_offset + 26:record.header_offset + 30])
+    start = record.header_offset + 30 + name_length + extra_length  # after the local file header
+    raw[start + record.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(raw))
     capsys.readouterr()
     assert main(["evaluate", str(out), "--k", "2"]) == 2
-    assert "is damaged: its contents do not match the checksum written with it" in capsys.readouterr().err
+    assert "is damaged: its contents do not match the checksum written with them" in capsys.readouterr().err
 
 
 def test_an_evaluation_that_fails_does_not_lose_the_steps(tmp_path, monkeypatch):
@@ -182,15 +193,28 @@ def test_an_evaluation_that_fails_does_not_lose_the_steps(tmp_path, monkeypatch)
     assert main(["train", "--out", str(out), "--resume", "--steps", "25"]) == 0
 
 
-def test_resume_takes_the_saved_settings_and_writes_the_uninterrupted_rows(tmp_path):
-    """`--resume` needs no flags but the changes; the first metrics row after it averages the same steps as
-    an uninterrupted run's (checkpoints every 7 steps, rows every 5)."""
+def test_resume_takes_the_saved_settings_and_writes_the_uninterrupted_rows(tmp_path, monkeypatch):
+    """`--resume` needs no flags but the changes; after a run dies at step 16 (its last checkpoint at 14,
+    rows every 5), the first metrics row of the resumed run averages steps 11-15, as the uninterrupted
+    run's does."""
     import csv
+
+    import blackbox_vae.cli.training as training
 
     flags = [*TINY, "--loss", "rws", "--n-samples", "3", "--checkpoint-every", "7"]
     assert main(["train", "--out", str(tmp_path / "whole"), *flags]) == 0
-    assert main(["train", "--out", str(tmp_path / "cut"), *flags, "--steps", "7"]) == 0
-    assert main(["train", "--out", str(tmp_path / "cut"), "--resume", "--steps", "20"]) == 0
+    real_step = training._step
+
+    def dies_at_16(run, optimizer, stream):
+        if run.loss.loss_history_ and len(run.loss.loss_history_) == 15:
+            raise KeyboardInterrupt  # as a killed process: no checkpoint, no final row
+        real_step(run, optimizer, stream)
+
+    monkeypatch.setattr(training, "_step", dies_at_16)
+    with pytest.raises(KeyboardInterrupt):
+        main(["train", "--out", str(tmp_path / "cut"), *flags])
+    monkeypatch.setattr(training, "_step", real_step)
+    assert main(["train", "--out", str(tmp_path / "cut"), "--resume"]) == 0
 
     def rows(run):
         with open(tmp_path / run / "metrics.csv") as handle:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from blackbox_vae.cli import main
+from blackbox_vae.cli.checkpoint import load_checkpoint
 
 TINY = ["--steps", "20", "--log-every", "5", "--eval-every", "10", "--checkpoint-every", "10", "--eval-k", "5",
         "--eval-size", "50", "--batch-size", "16", "--progress", "false"]
@@ -60,8 +61,8 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
     interrupted = tmp_path / "interrupted"
     assert main(["train", "--out", str(interrupted), *TINY[:-12], "--steps", "10", *TINY[2:], *flags]) == 0
     assert main(["train", "--out", str(interrupted), "--resume", *TINY, *flags]) == 0
-    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
-    resumed = torch.load(interrupted / "checkpoint.pt", weights_only=True)
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    resumed = load_checkpoint(interrupted / "checkpoint.pt")
     assert whole["step"] == resumed["step"] == 20
     for name, tensor in whole["loss"].items():
         if isinstance(tensor, torch.Tensor):
@@ -85,6 +86,7 @@ def test_config_file_with_flags_overriding(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     (lambda path: path.unlink(), "no checkpoint at"),
     (lambda path: path.write_bytes(path.read_bytes()[:200]), "is not a readable checkpoint"),
+    (lambda path: path.write_bytes(path.read_bytes()[:-200]), "is not a readable checkpoint"),
     (lambda path: path.write_bytes(b"not a checkpoint at all"), "is not a readable checkpoint"),
 ])
 def test_missing_or_corrupted_checkpoints(tmp_path, capsys, damage, message):
@@ -103,7 +105,7 @@ def test_clear_errors_for_bad_settings(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", *TINY, "--layers", "4", "--lr", "0.5"]) == 2
     assert "these settings differ from the checkpoint's (lr: 0.001 -> 0.5)" in capsys.readouterr().err
-    assert main(["train", "--out", str(out), "--data", "mnist", "--data-dir", str(tmp_path), *TINY]) == 2
+    assert main(["train", "--out", str(tmp_path / "new"), "--data", "mnist", "--data-dir", str(tmp_path), *TINY]) == 2
     assert f"no file in {tmp_path}" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "other"), "--data", "gaussian-2d", *TINY]) == 2
     assert "the 'sbn' model has Bernoulli observations and needs binary data" in capsys.readouterr().err

@@ -272,7 +272,7 @@ def test_data_of_another_dtype_than_the_models(dtype, fix):
         loss(DATA.to(dtype))
     with pytest.raises(TypeError) as failure:
         loss(DATA.to(dtype))
-    assert str(failure.value).endswith(fix)
+    assert fix in str(failure.value)
 
 
 def test_gumbel_softmax_with_a_prior_that_validates_its_support_says_what_to_change():

@@ -93,9 +93,9 @@ class TrainConfig:
         if self.data in _NEEDS_DATA_DIR and not self.data_dir:
             raise ConfigError(f"--data {self.data} needs --data-dir: {_NEEDS_DATA_DIR[self.data]} (nothing is "
                               "downloaded).")
-        allowed = {"binarized-mnist": ("static",), "gaussian-2d": ()}.get(self.data, ("static", "dynamic"))
+        allowed = {"binarized-mnist": ("static",), "gaussian-2d": ("none",)}.get(self.data, ("static", "dynamic"))
         if self.binarization is not None and self.binarization not in allowed:
-            hint = f"one of {', '.join(allowed)}" if allowed else "left out (the data are real-valued)"
+            hint = f"one of {', '.join(allowed)}" if allowed != ("none",) else "'none' or left out (real-valued data)"
             raise ConfigError(f"{_name('binarization')} must be {hint} for --data {self.data}; "
                               f"got {self.binarization!r}.")
 

@@ -241,6 +241,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     from blackbox_vae.cli.run_directory import RunLock, prepare_run_directory
 
     config.validate()
+    resolve_device(config.device)  # a setting too: checked before the run directory is touched
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out) as lock:

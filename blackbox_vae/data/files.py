@@ -123,8 +123,8 @@ def read_npz_splits(path: Path, splits: Sequence[str] = ("train", "valid", "test
     if magic != b"PK\x03\x04":  # every .npz is a zip archive; otherwise np.load would try (and refuse) a pickle
         raise DataFileError(f"{path}: not a .npz archive (it does not start with a zip header); expected the "
                             f"arrays {', '.join(splits)} saved with numpy.savez.")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
+    try:  # numpy leaves the file open when the archive is damaged: open (and close) it here
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             missing = [s for s in splits if s not in archive.files]
             if missing:
                 raise DataFileError(f"{path}: no array named {', '.join(map(repr, missing))} "
