@@ -85,6 +85,22 @@ class GenModel(nn.Module, metaclass=abc.ABCMeta):
             "need it (DistributionGenModel and the ready models have it)."
         )
 
+    def sample_data(self, latents: Latents) -> Tensor:
+        """Optional: x ~ p(x | z) for latents with leading dimensions ``[*lead]``: ``[*lead, *data_shape]``.
+
+        Decodes given latents by sampling (``likelihood_mean`` decodes them to the mean). Samplers that
+        decode with ``decode="sample"`` and the Markov chain x -> z ~ q(z|x) -> x ~ p(x|z) need it;
+        losses never call it.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.sample_data` is not implemented: decoding latents by sampling x ~ p(x|z) needs "
+            "it (DistributionGenModel and the ready models have it). Implement it, or decode to the mean "
+            "(`likelihood_mean`, decode=\"mean\")."
+        )
+
 
 class DistributionGenModel(GenModel):
     """Convenience GenModel p(x, z) = p(z) p(x|z) from two distribution objects.
@@ -140,6 +156,11 @@ class DistributionGenModel(GenModel):
     def likelihood_mean(self, latents: Tensor) -> Tensor:
         """E[x | z] = ``likelihood(latents).mean``: ``[*lead, *data_shape]``."""
         return self.likelihood(latents).mean
+
+    def sample_data(self, latents: Tensor) -> Tensor:
+        """x ~ ``likelihood(latents)``: ``[*lead, *data_shape]``."""
+        with torch.no_grad():
+            return self.likelihood(latents).sample()
 
     def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
         """(x [n_samples, *data_shape], z [n_samples, *latent_shape]) ~ p(x, z)."""

@@ -119,6 +119,24 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
             "`relaxed_rsample`, or use a score-function estimator such as VIMCOLoss."
         )
 
+    def mean(self) -> Latents:
+        """Optional: E[z | x] for the batch last passed to `forward`: latents with leading dimension ``[batch]``.
+
+        Post-hoc samplers (`blackbox_vae.samplers`) encode data to this code for continuous latents.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.mean` is not implemented: encoding data to the posterior mean needs it. "
+            "Implement it, or encode to samples (codes=\"sample\")."
+        )
+
+    @property
+    def has_mean(self) -> bool:
+        """Whether `mean` works: true when the class implements it."""
+        return type(self).mean is not InfNet.mean
+
     def sample_and_log_prob(self, n_samples: int = 1) -> tuple[Latents, Tensor]:
         """Optional fused hook: ``(latents, log q)`` for ``n_samples`` fresh samples.
 
@@ -207,6 +225,10 @@ class DistributionInfNet(InfNet):
     def has_rsample(self) -> bool:
         """Whether `rsample` works: whether the last `forward`'s distribution has one (true before any call)."""
         return self.params_ is None or bool(self.params_.has_rsample)
+
+    def mean(self) -> Tensor:
+        """E[z | x] = the distribution's mean: ``[batch, *latent_shape]``."""
+        return self._dist().mean
 
     @property
     def latent_shape(self) -> tuple[int, ...]:

@@ -99,6 +99,54 @@ class DictLatentGaussianInfNet(InfNet):
         return self.inner.log_prob(_join(latents))
 
 
+def _split_tuple(latents: Tensor) -> tuple[Tensor, Tensor]:
+    return latents[..., :1].unsqueeze(-1), latents[..., 1:]  # ([batch, K, 1, 1], [batch, K, H - 1])
+
+
+def _join_tuple(latents: tuple[Tensor, Tensor]) -> Tensor:
+    return torch.cat([latents[0].squeeze(-1), latents[1]], dim=-1)
+
+
+class TupleLatentGaussianInfNet(InfNet):
+    """A linear Gaussian q whose latent is a tuple ``([batch, K, 1, 1], [batch, K, H - 1])`` (a leaf of two axes)."""
+
+    def __init__(self, inner: LinearGaussianInfNet):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, data):
+        self.params_ = self.inner(data).params_
+        return self
+
+    def sample(self, n_samples=1):
+        return _split_tuple(self.inner.sample(n_samples))
+
+    def rsample(self, n_samples=1):
+        return _split_tuple(self.inner.rsample(n_samples))
+
+    def log_prob(self, latents):
+        return self.inner.log_prob(_join_tuple(latents))
+
+
+class TupleLatentGaussianGenModel(GenModel):
+    """The linear Gaussian p(x, z) scoring tuple latents (see `TupleLatentGaussianInfNet`)."""
+
+    def __init__(self, inner: LinearGaussianGenModel):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, data, latents):
+        self.params_ = self.inner(data, _join_tuple(latents)).params_
+        return self
+
+    def log_prob(self, data, latents):
+        return self.inner.log_prob(data, _join_tuple(latents))
+
+    def sample(self, n_samples=1):
+        data, latents = self.inner.sample(n_samples)
+        return data, _split_tuple(latents)
+
+
 class DictLatentGaussianGenModel(GenModel):
     """The linear Gaussian p(x, z) scoring dict latents (see `DictLatentGaussianInfNet`)."""
 

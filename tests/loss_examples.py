@@ -122,7 +122,7 @@ def vimco_case(device):
     return ExactCase(loss, batch, gradients(-exact.mean(), loss), "unbiased for the 4-sample bound's gradient")
 
 
-def nvil_case(variance_normalization):
+def nvil_case(variance_normalization, running_mean=True):
     """NVIL with every ingredient on: an input-dependent baseline, the running mean, and (or not) the
     variance normalization, at fixed statistics (c, v) = (1.5, 9.0), so that the normalizer max(1, sqrt(v)) = 3
     differs from max(1, v) = 9 and from 1."""
@@ -130,8 +130,9 @@ def nvil_case(variance_normalization):
         inf_net, gen_model = ref.random_sbn(device)
         points, batch = ref.binary_data(device)
         net = NVILBaseline(ref.DATA_DIM, hidden=(4,)).double().to(device)
-        loss = NVILLoss(inf_net, gen_model, 2, baseline_net=net, running_mean=True,
+        loss = NVILLoss(inf_net, gen_model, 2, baseline_net=net, running_mean=running_mean,
                         variance_normalization=variance_normalization)
+        c = 1.5 if running_mean else 0.0  # the running mean subtracted (none without it)
         with torch.no_grad():
             net.net[-1].bias.fill_(-5.0)  # a baseline that is non-zero and input-dependent
             loss.signal_mean.total.fill_(1.5)
@@ -146,7 +147,7 @@ def nvil_case(variance_normalization):
         latents = configurations.unsqueeze(0).expand(points.shape[0], -1, -1)
         log_q = inf_net(points).log_prob(latents).detach()
         signal = (gen_model(points, latents).log_prob(points, latents).detach() - log_q)  # [points, S]
-        regression = (log_q.exp() * (signal - 1.5 - net(points).unsqueeze(1)).pow(2)).sum(1).mean()
+        regression = (log_q.exp() * (signal - c - net(points).unsqueeze(1)).pow(2)).sum(1).mean()
         expected = {}
         for name, gradient in gradients(-elbo, frozen).items():  # q's scaled, p's not
             expected[name] = gradient / normalizer if name.startswith("loss.inf_net.") else gradient
@@ -206,13 +207,16 @@ def elbo_case(device):
                      .mean(), loss), "unbiased for the ELBO's gradient (closed form, 2-D latent)")
 
 
-def iwae_case(gradient, k, dict_latents):
-    """IWAE on a linear Gaussian model with a 2-D latent, optionally as dict latents {"a", "b"}."""
+def iwae_case(gradient, k, latents="tensor"):
+    """IWAE on a linear Gaussian model with a 2-D latent: a tensor, a dict {"a", "b"}, or a tuple whose first
+    leaf has two axes ([batch, K, 1, 1])."""
     def case(device):
         inner_q, inner_p, points = ref.linear_gaussian(device)
         inf_net, gen_model = inner_q, inner_p
-        if dict_latents:
+        if latents == "dict":
             inf_net, gen_model = ref.DictLatentGaussianInfNet(inner_q), ref.DictLatentGaussianGenModel(inner_p)
+        elif latents == "tuple":
+            inf_net, gen_model = ref.TupleLatentGaussianInfNet(inner_q), ref.TupleLatentGaussianGenModel(inner_p)
         loss = IWAELoss(inf_net, gen_model, k, gradient=gradient)
         if gradient == "stl" and k > 1:
             objective = lambda n: -ref.stl_quadrature_objective(inner_q, inner_p, points, k, n)  # noqa: E731
@@ -222,8 +226,7 @@ def iwae_case(gradient, k, dict_latents):
             objective = lambda n: -quadrature_iwae_bound(inner_q, inner_p, points, k, n, 2**22).mean()  # noqa: E731
             claim = f"unbiased for the {k}-sample bound's gradient"
         expected, error = ref.converged_gradients(objective, loss, 12 if k == 2 else 40)
-        return ExactCase(loss, points.repeat(ref.REPLICAS, 1), expected,
-                         claim + (" (dict latents)" if dict_latents else " (2-D latent)"), error)
+        return ExactCase(loss, points.repeat(ref.REPLICAS, 1), expected, f"{claim} ({latents} latents)", error)
     return case
 
 
@@ -241,6 +244,9 @@ EXAMPLES = [
     LossExample("nvil-no-normalization", NVILLoss, sbn_pair,
                 lambda q, p: NVILLoss(q, p, 2, baseline_net=NVILBaseline(DATA_DIM), variance_normalization=False), True,
                 nvil_case(False)),
+    LossExample("nvil-no-running-mean", NVILLoss, sbn_pair,
+                lambda q, p: NVILLoss(q, p, 2, baseline_net=NVILBaseline(DATA_DIM), running_mean=False), True,
+                nvil_case(True, running_mean=False)),
     LossExample("rws-wake", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake"), True, rws_case("wake")),
     LossExample("rws-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "sleep"), True, rws_case("sleep")),
     LossExample("rws-wake-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake-sleep"), True,
@@ -253,11 +259,11 @@ EXAMPLES = [
                 straight_through_case),
     LossExample("elbo", ELBOLoss, gaussian_pair, lambda q, p: ELBOLoss(q, p, 1), False, elbo_case),
     LossExample("iwae-reparam", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5), False,
-                iwae_case("reparam", 2, dict_latents=False)),
+                iwae_case("reparam", 2)),
     LossExample("iwae-stl", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5, gradient="stl"), False,
-                iwae_case("stl", 2, dict_latents=True)),
+                iwae_case("stl", 2, latents="dict")),
     LossExample("iwae-dreg", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5, gradient="dreg"), False,
-                iwae_case("dreg", 2, dict_latents=True)),
+                iwae_case("dreg", 2, latents="tuple")),
 ]
 
 

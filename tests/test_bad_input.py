@@ -30,6 +30,9 @@ def files(tmp_path_factory):
     np.savez(good, train=np.zeros((4, 784)), valid=np.zeros((2, 784)), test=np.zeros((2, 784)))
     (root / "truncated.npz").write_bytes(good.read_bytes()[:300])
     (root / "random.npz").write_bytes(np.random.default_rng(0).bytes(4000))
+    (root / "list.yaml").write_text("loss: [a]\n")
+    (root / "number_key.yaml").write_text("1: 2\n")
+    (root / "binary.yaml").write_bytes(np.random.default_rng(1).bytes(100))
     return root
 
 
@@ -42,7 +45,7 @@ ROWS = [
     ("train --lr inf", "`lr` (--lr) must be a finite number; got inf"),
     ("train --lr -1", "`lr` (--lr) must be a positive, finite learning rate; got -1.0"),
     ("train --out {root}/a_file", "is a file; it must be a directory"),
-    ("train --n-classes 0", "`n_classes` (--n-classes) must be an integer >= 2; got 0"),
+    ("train --model categorical --layers 3 --n-classes 0", "`n_classes` (--n-classes) must be an integer >= 2; got 0"),
     ("train --hidden 0", "argument --hidden: expected positive integers like 200,200,200; got '0'"),
     ("train --eval-size 0", "`eval_size` (--eval-size) must be a positive integer (or leave it out"),
     ("train --eval-size -1", "`eval_size` (--eval-size) must be a positive integer"),
@@ -50,6 +53,18 @@ ROWS = [
     ("train --out {root}/run --resume --lr 0.5", "these settings differ from the checkpoint's (lr: 0.001 -> 0.5)"),
     ("train --out {root}/nothing --resume", "no checkpoint at"),
     ("train --out {root}/run --resume --overwrite", "--resume and --overwrite contradict each other"),
+    ("train --out {root}/a_file/run", "cannot create the run directory there"),
+    ("train --device meta", "`device` (--device) must be cpu or cuda (cuda:N); got 'meta'"),
+    ("train --seed 18446744073709551615", "`seed` (--seed) must be below 2**32"),
+    ("train --n-classes 7", "`n_classes` (--n-classes) applies to --model categorical, not to --model sbn"),
+    ("train --data-dir {root}", "--data digits reads no files (scikit-learn bundles it); remove --data-dir"),
+    ("train --config {root}/list.yaml", "`loss` (--loss) must be text; got ['a']"),
+    ("train --config {root}/number_key.yaml", "setting names must be text; got 1"),
+    ("train --config {root}/binary.yaml", "cannot parse it"),
+    ("train --config {root}", "is a directory; give the settings file"),
+    ("train --data gaussian-2d --model gaussian --layers 2 --hidden 8 --loss elbo --lr 1e20",
+     "training failed at step"),
+    ("sample {root}/run --out {root}", "is a directory; give the PNG's file name"),
     ("evaluate {root}/run --k 0", "argument --k: expected a positive integer; got '0'"),
     ("evaluate {root}/run --k -1", "argument --k: expected a positive integer; got '-1'"),
     ("evaluate {root}/run --batch-size 0", "argument --batch-size: expected a positive integer; got '0'"),
@@ -93,30 +108,58 @@ def test_the_real_command_line_prints_no_traceback(files, tmp_path, command, mes
 FLAGS = ["--steps", "--batch-size", "--lr", "--seed", "--log-every", "--eval-every", "--eval-k", "--eval-size",
          "--checkpoint-every", "--n-samples", "--n-classes", "--layers", "--hidden", "--temperature", "--baseline",
          "--phi-update", "--gradient", "--straight-through", "--variance-normalization", "--loss", "--model", "--data",
-         "--binarization", "--device", "--progress", "--data-dir", "--config"]
+         "--binarization", "--device", "--progress", "--data-dir", "--out"]
 VALUES = st.one_of(st.integers(-10**6, 10**6).map(str), st.sampled_from(["inf", "-inf", "nan", "1e-3", "0", "", "a,b",
-                                                                         "3,0", "true", "maybe", "anneal", "vimco"]),
+                                                                         "3,0", "true", "maybe", "anneal", "vimco",
+                                                                         "cuda", "meta", "mps", "cpu:0", "/proc/x",
+                                                                         "18446744073709551615", "gaussian", "iwae"]),
                    st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=8))
+YAML = st.one_of(st.text(max_size=40), st.dictionaries(st.sampled_from(["lr", "loss", "steps", "data_dir", "seed", 1,
+                                                                        "out", "layers", "model", "data"]),
+                                                       st.one_of(VALUES, st.lists(st.integers(-3, 3), max_size=3),
+                                                                 st.none(), st.booleans()), max_size=4).map(
+    lambda d: "\n".join(f"{k}: {v!r}" if not isinstance(v, str) else f"{k}: {v}" for k, v in d.items())))
 
 
-@settings(max_examples=150, deadline=None)
-@given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), VALUES), max_size=6))
-def test_random_flag_values_never_escape_as_a_traceback(pairs, tmp_path_factory):
-    """Parsing and validating any flags either succeeds or ends in exit code 2 with a message: no exception
-    escapes. (Training itself is not started.)"""
-    from blackbox_vae.cli import _train_config, build_parser
-    from blackbox_vae.cli.checkpoint import CheckpointError
-    from blackbox_vae.cli.config import ConfigError
-    from blackbox_vae.data import DataFileError
+class Reached(Exception):
+    """Raised where training would start: everything before it accepted the settings."""
 
-    out = tmp_path_factory.mktemp("fuzz")
-    argv = ["train", "--out", str(out)] + [item for pair in pairs for item in pair]
-    try:
-        _train_config(build_parser().parse_args(argv)).validate()
-    except SystemExit as exit:
-        assert exit.code == 2
-    except (ConfigError, CheckpointError, DataFileError) as error:
-        assert str(error)
+
+def fuzz_command_line(pairs, config_text, directory):
+    """Runs `main` with the flags (and a config file) up to the first training step; no exception but
+    `Reached` may escape, and a refusal is exit code 2 with one line."""
+    from unittest import mock
+
+    import blackbox_vae.cli.training as training
+
+    argv = ["train", "--out", str(directory / "run")] + [item for pair in pairs for item in pair]
+    if config_text is not None:
+        config = directory / "settings.yaml"
+        config.write_text(config_text)
+        argv += ["--config", str(config)]
+    with mock.patch.object(training, "BatchStream", side_effect=Reached):
+        try:
+            status = main(argv)
+        except SystemExit as exit:
+            status = exit.code
+        except Reached:
+            return
+    assert status == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), VALUES), max_size=5), config=st.one_of(st.none(), YAML))
+def test_random_flag_values_never_escape_as_a_traceback(pairs, config, tmp_path_factory):
+    """Any flags, device names, output paths and config-file contents: `main` either reaches training or
+    refuses with exit code 2; no other exception escapes."""
+    fuzz_command_line(pairs, config, tmp_path_factory.mktemp("fuzz"))
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), VALUES), max_size=8), config=st.one_of(st.none(), YAML))
+def test_random_flag_values_never_escape_as_a_traceback_thoroughly(pairs, config, tmp_path_factory):
+    fuzz_command_line(pairs, config, tmp_path_factory.mktemp("fuzz"))
 
 
 def test_two_writers_on_one_run_directory(tmp_path, capsys):
@@ -130,13 +173,44 @@ def test_two_writers_on_one_run_directory(tmp_path, capsys):
     try:
         (out / ".lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"}))
         assert main(["train", "--out", str(out), *TINY]) == 2
-        assert f"is in use: `blackbox-vae train` (process {holder.pid}" in capsys.readouterr().err
+        error = capsys.readouterr().err
+        assert f"is in use: `blackbox-vae train` (process {holder.pid}" in error
+        assert f"If no run is writing there, delete {out / '.lock'}" in error
     finally:
         holder.kill()
         holder.wait()
     assert main(["train", "--out", str(out), *TINY]) == 0
     assert f"took over a stale lock in {out} (process {holder.pid} is gone)" in capsys.readouterr().err
     assert not (out / ".lock").exists()
+
+
+def test_overwrite_deletes_nothing_before_every_setting_is_checked(tmp_path, capsys):
+    """A mistake in the new settings leaves the old run as it was."""
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY]) == 0
+    before = sorted(path.name for path in out.iterdir())
+    assert main(["train", "--out", str(out), "--overwrite", *TINY, "--loss", "elbo"]) == 2
+    assert main(["train", "--out", str(out), "--overwrite", *TINY, "--batch-size", "100000"]) == 2
+    assert sorted(path.name for path in out.iterdir()) == before
+    assert "deleted" not in capsys.readouterr().err
+
+
+def test_resume_finds_the_run_named_in_the_config_file(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY]) == 0
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"out: {out}\n")
+    assert main(["train", "--config", str(config), "--resume", "--steps", "25"]) == 0
+
+
+def test_a_damaged_evaluation_file_stops_evaluate_before_the_work(files, capsys, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(files / "run", run)
+    (run / "evaluation.json").write_text("{")
+    assert main(["evaluate", str(run), "--k", "2"]) == 2
+    assert "evaluation.json is not valid JSON" in capsys.readouterr().err
 
 
 def test_overwrite_deletes_the_old_run(tmp_path, capsys):
@@ -191,6 +265,15 @@ def test_an_evaluation_that_fails_does_not_lose_the_steps(tmp_path, monkeypatch)
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 20
     monkeypatch.setattr(training, "_validation_bound", real)
     assert main(["train", "--out", str(out), "--resume", "--steps", "25"]) == 0
+    # and the metrics are the uninterrupted run's: the failed step's row is computed on resuming
+    assert main(["train", "--out", str(tmp_path / "whole"), *TINY, "--checkpoint-every", "15", "--steps", "25"]) == 0
+    import csv
+
+    def rows(run):
+        with open(run / "metrics.csv") as handle:
+            return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+    assert rows(out) == rows(tmp_path / "whole")
 
 
 def test_resume_takes_the_saved_settings_and_writes_the_uninterrupted_rows(tmp_path, monkeypatch):

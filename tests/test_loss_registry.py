@@ -118,3 +118,18 @@ def test_expected_gradient_is_exact(example, device):
         "the reference must cover q's parameters")
     print(f"{example.name}: {case.claim}")
     assert_unbiased(case.loss, case.data, case.expected, n_draws=200, reference_error=case.reference_error)
+
+
+def test_every_option_value_has_an_exact_case():
+    """Not only every loss class: every value of every option in a class's `choices` is checked exactly by some
+    example (so a new baseline or gradient cannot be added without its exact test)."""
+    seen: dict = {}
+    for example in EXAMPLES:
+        case = example.exact("cpu")
+        loss = getattr(case.loss, "loss", case.loss)  # FrozenStatistics wraps NVIL
+        for option, value in loss.settings().items():
+            seen.setdefault((type(loss), option), set()).add(value)
+    for loss_class in {example.loss_class for example in EXAMPLES}:
+        for option, choices in loss_class.choices.items():
+            missing = set(choices) - seen.get((loss_class, option), set())
+            assert not missing, f"{loss_class.__name__}: no exact case with {option} in {missing}"

@@ -9,9 +9,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from blackbox_vae.cli.checkpoint import CheckpointError
+from blackbox_vae.cli.training import TrainingError
 from blackbox_vae.cli.config import ESTIMATOR_OPTIONS, ConfigError, TrainConfig, load_config_file
 from blackbox_vae.data import DATASETS, DataFileError
-from blackbox_vae.losses.registry import LOSSES, option_choices, option_default
+from blackbox_vae.losses.registry import ANNEALED_TEMPERATURE, LOSSES, option_choices, option_default
 from blackbox_vae.models.registry import MODELS
 
 __all__ = ["main", "build_parser"]
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--layers", type=_int_list, help="latent units per stochastic layer, e.g. 200,200,200 "
                        f"(default {','.join(map(str, defaults.layers))})")
     train.add_argument("--hidden", type=_int_list, help="deterministic hidden widths, e.g. 200,200")
-    train.add_argument("--n-classes", type=int, help=f"classes per categorical latent (default {defaults.n_classes})")
+    train.add_argument("--n-classes", type=int, help="categorical: classes per latent (default 10)")
     train.add_argument("--loss", choices=tuple(LOSSES), help=f"estimator (default {defaults.loss})")
     train.add_argument("--n-samples", type=int, help=f"K (default {defaults.n_samples})")
     _add_estimator_options(train)
@@ -102,14 +103,46 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default all)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--fid", action="store_true", help="also score generated samples against the split: FID, "
+                          "precision and recall on the features of the data set's cached classifier")
+    evaluate.add_argument("--fid-samples", type=_positive_int, help="samples scored (default: as many as data points)")
+    _add_sampler_options(evaluate)
 
     sample = commands.add_parser("sample", help="a PNG of generated images and reconstructions")
     sample.add_argument("run_dir", type=Path)
     sample.add_argument("-n", type=_positive_int, default=64, help="number of images")
-    sample.add_argument("--out", type=Path, help="PNG path (default RUN_DIR/samples.png)")
+    sample.add_argument("--out", type=Path, help="PNG path (default RUN_DIR/samples.png, or samples-SAMPLER.png)")
     sample.add_argument("--device", default="cpu")
     sample.add_argument("--seed", type=int, default=0)
+    _add_sampler_options(sample)
+
+    classifier = commands.add_parser("train-classifier", help="train and cache the feature network of --fid")
+    classifier.add_argument("--data", choices=("mnist", "fashion-mnist", "digits"), required=True)
+    classifier.add_argument("--data-dir", type=Path, help="the directory of the data set's IDX files")
+    classifier.add_argument("--seed", type=int, default=0)
+    classifier.add_argument("--epochs", type=_positive_int, default=4)
     return parser
+
+
+def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
+    """The post-hoc sampler flags of `sample` and `evaluate` (blackbox_vae.samplers)."""
+    from blackbox_vae.samplers import SAMPLERS
+
+    parser.add_argument("--sampler", choices=tuple(SAMPLERS), default="prior",
+                        help="how latents are drawn: the prior, or a density fitted to the training split's codes")
+    parser.add_argument("--components", type=_positive_int, help="gmm, bernoulli-mixture: mixture components (10)")
+    parser.add_argument("--flow", choices=("maf", "iaf"), help="flow: the kind (maf)")
+    parser.add_argument("--chain-steps", type=_positive_int, help="markov-chain: steps of x -> z -> x (100)")
+    parser.add_argument("--chain-start", choices=("noise", "data"), help="markov-chain: where chains start (noise)")
+    parser.add_argument("--codes", choices=("auto", "mean", "sample"), help="how data are encoded to codes (auto: "
+                        "the posterior mean for continuous latents, a sample for discrete ones)")
+    parser.add_argument("--decode", choices=("mean", "sample"), help="decode latents to the mean of p(x|z) (default) "
+                        "or a sample")
+
+
+def _sampler_options(args: argparse.Namespace) -> dict:
+    names = ("components", "flow", "chain_steps", "chain_start", "codes", "decode")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
@@ -120,8 +153,8 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
         choices, default = option_choices(name, option), option_default(name, option)
         flag = "--" + option.replace("_", "-")
         if option == "temperature":
-            parser.add_argument(flag, help=f"{name}: a number > 0, or 'anneal' for max(0.5, exp(-1e-4 t)) updated "
-                                           f"every 500 steps (default {default})")
+            parser.add_argument(flag, help=f"{name}: a number > 0, or 'anneal' for {ANNEALED_TEMPERATURE} "
+                                           f"(default {default})")
         elif set(choices) == {True, False}:
             parser.add_argument(flag, type=_bool, metavar="{true,false}",
                                 help=f"{name} (default {str(default).lower()})")
@@ -134,16 +167,18 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then (with --resume) the run's saved settings, then a --config file, then the flags given."""
     names = {f.name for f in fields(TrainConfig)}
     given = {name: value for name, value in vars(args).items() if name in names}
+    from_file = load_config_file(args.config) if getattr(args, "config", None) else {}
     values: dict = {}
     if getattr(args, "resume", False):
         from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
-        out = Path(given.get("out", TrainConfig.out))
+        out = Path(given.get("out", from_file.get("out", TrainConfig.out)))
+        if not isinstance(out, (str, Path)):
+            raise ConfigError(f"`out` (--out) must be a path; got {out!r}.")
         saved = load_checkpoint(out / CHECKPOINT_NAME)["config"]
         values = TrainConfig.from_saved(saved, f"{out / CHECKPOINT_NAME} (its config)").to_dict()
         values["binarization"] = saved.get("binarization")  # as saved; the data set's default otherwise
-    if getattr(args, "config", None):
-        values.update(load_config_file(args.config))
+    values.update(from_file)
     values.update(given)
     return TrainConfig.from_dict(values, str(args.config) if getattr(args, "config", None) else "settings")
 
@@ -177,15 +212,24 @@ def main(argv: list[str] | None = None) -> int:
             from blackbox_vae.cli.commands import evaluate
 
             result = evaluate(args.run_dir, args.k, args.split, args.batch_size, args.sample_chunk, args.device,
-                              args.seed, args.limit)
+                              args.seed, args.limit, fid=args.fid, sampler=args.sampler,
+                              sampler_options=_sampler_options(args), fid_samples=args.fid_samples)
             print(json.dumps(result, indent=1))
             print(f"{args.split} log-likelihood (K={args.k}, n={result['n']}): {result['log_likelihood']:.4f} "
                   f"± {result['standard_error']:.4f} nats")
+            if args.fid:
+                print(f"{args.sampler} samples: FID {result['fid']:.3f}, precision {result['precision']:.3f}, recall "
+                      f"{result['recall']:.3f} ({result['feature_network']})")
+        elif args.command == "train-classifier":
+            from blackbox_vae.cli.commands import train_classifier
+
+            result = train_classifier(args.data, args.data_dir, args.seed, args.epochs)
+            print(f"{result['feature_network']}: trained in {result['seconds']:.0f} s; cached at {result['path']}")
         else:
             from blackbox_vae.cli.commands import sample
 
-            print(f"wrote {sample(args.run_dir, args.n, args.out, args.device, args.seed)}")
-    except (ConfigError, CheckpointError, DataFileError) as error:
+            print(f"wrote {sample(args.run_dir, args.n, args.out, args.device, args.seed, args.sampler, _sampler_options(args))}")
+    except (ConfigError, CheckpointError, DataFileError, TrainingError) as error:
         print(f"blackbox-vae {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

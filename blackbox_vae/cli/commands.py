@@ -10,12 +10,12 @@ from typing import Any
 import torch
 
 from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from blackbox_vae.cli.config import TrainConfig
+from blackbox_vae.cli.config import ConfigError, TrainConfig
 from blackbox_vae.cli.plots import save_image_grids, save_scatter
 from blackbox_vae.cli.training import Run, build_run, resolve_device
 from blackbox_vae.evaluation import log_likelihood_bound
 
-__all__ = ["load_run", "evaluate", "sample"]
+__all__ = ["load_run", "evaluate", "sample", "fitted_sampler", "train_classifier"]
 
 
 def load_run(run_dir: Path, device: str = "cpu") -> tuple[Run, dict[str, Any]]:
@@ -35,21 +35,55 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Run, dict[str, Any]]:
     return run, state
 
 
+def fitted_sampler(run: Run, name: str = "prior", options: dict[str, Any] | None = None, fit_size: int | None = None):
+    """The sampler ``name`` for a loaded run, fitted on its training split (binarized once if it is dynamic).
+
+    Raises:
+        ConfigError: for an unknown sampler, an option it does not take, or codes it cannot model.
+    """
+    from blackbox_vae.samplers import build_sampler
+
+    try:
+        sampler = build_sampler(name, run.gen_model, run.inf_net, **(options or {})).to(run.device)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if sampler.needs_fit or name == "markov-chain":
+        data = run.dataset.train[:fit_size] if fit_size else run.dataset.train
+        if run.dataset.binarization == "dynamic":  # the codes of binary images, as in training
+            data = torch.bernoulli(data, generator=torch.Generator().manual_seed(0))
+        try:
+            sampler.fit(data.to(run.device))
+        except ValueError as error:
+            raise ConfigError(f"--sampler {name}: {error}") from error
+    return sampler
+
+
 def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int = 100, sample_chunk: int = 1000,
-             device: str = "cpu", seed: int = 0, limit: int | None = None) -> dict[str, Any]:
-    """The K-sample importance-weighted bound of log p(x) on a split, with the trained inference network.
+             device: str = "cpu", seed: int = 0, limit: int | None = None, fid: bool = False,
+             sampler: str = "prior", sampler_options: dict[str, Any] | None = None,
+             fid_samples: int | None = None) -> dict[str, Any]:
+    """The K-sample importance-weighted bound of log p(x) on a split, with the trained inference network,
+    and optionally the quality of generated samples (FID, precision, recall) against the split.
 
     Prints and returns the mean over the split and its standard error, and records them in
-    ``RUN_DIR/evaluation.json`` (one entry per split, K and number of data points).
+    ``RUN_DIR/evaluation.json`` (one entry per split, K and number of data points; FID entries per sampler).
 
     Args:
         limit: evaluate on a fixed random subset of ``limit`` data points (default: all of them). The
             subset depends only on the split's size, so every run is scored on the same points; it is
             random rather than the first rows because some splits are ordered (binarized MNIST's test
             rows are sorted by digit).
+        fid: also score ``fid_samples`` samples (default: as many as the split's data points) of
+            ``sampler`` (fitted on the training split) with the data set's cached feature network.
+        sampler, sampler_options: the sampler (see `blackbox_vae.samplers.build_sampler`).
+
+    Raises:
+        ConfigError: for a data set without a feature network, or a sampler that does not fit.
+        CheckpointError: for a missing or damaged checkpoint.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"evaluate: `limit` must be a positive integer or None; got {limit!r}.")
+    entries = _read_evaluations(Path(run_dir) / "evaluation.json")  # a damaged file stops us before the work
     run, state = load_run(run_dir, device)
     data = run.dataset.split(split)
     if limit is not None and limit < len(data):
@@ -63,29 +97,101 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
               "standard_error": (bounds.std() / math.sqrt(len(bounds))).item() if len(bounds) > 1 else 0.0,
               "step": state["step"], "data": run.config.data, "model": run.config.model, "loss": run.config.loss,
               "n_samples": run.config.n_samples, "device": str(run.device), "seed": seed}
+    if fid:
+        result.update(_sample_quality(run, data, sampler, sampler_options, fid_samples or len(data), seed))
     path = Path(run_dir) / "evaluation.json"
-    entries = json.loads(path.read_text()) if path.is_file() else []
-    key = (split, k, len(bounds))
-    entries = [e for e in entries if (e.get("split"), e.get("k"), e.get("n")) != key] + [result]
+    key = (split, k, len(bounds), result.get("sampler"))
+    entries = [e for e in entries if (e.get("split"), e.get("k"), e.get("n"), e.get("sampler")) != key] + [result]
     path.write_text(json.dumps(entries, indent=1) + "\n")
     return result
 
 
-@torch.no_grad()
-def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "cpu", seed: int = 0) -> Path:
-    """A PNG of ``n`` generated images (means of p(x|z), z ~ p(z)) beside test images and their reconstructions
-    (means of p(x|z), z ~ q(z|x)); for 2-D data, a scatter plot of samples and data."""
-    run, _ = load_run(run_dir, device)
+def _read_evaluations(path: Path) -> list[dict]:
+    """The entries of ``evaluation.json`` (none if it does not exist).
+
+    Raises:
+        ConfigError: if it is not a JSON list of entries.
+    """
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}); move it away (or delete it) and evaluate again.") \
+            from error
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise ConfigError(f"{path} is not a list of evaluation entries; move it away (or delete it) and evaluate again.")
+    return entries
+
+
+def _sample_quality(run: Run, real: torch.Tensor, sampler_name: str, options: dict[str, Any] | None, n: int,
+                    seed: int) -> dict[str, Any]:
+    from blackbox_vae.metrics import FEATURE_DATA, load_feature_network, sample_quality
+
+    if run.config.data not in FEATURE_DATA:
+        raise ConfigError(f"--fid: there is no feature network for --data {run.config.data} (only for "
+                          f"{', '.join(FEATURE_DATA)}).")
+    try:
+        network, info = load_feature_network(FEATURE_DATA[run.config.data])
+    except FileNotFoundError as error:
+        raise ConfigError(str(error)) from error
+    sampler = fitted_sampler(run, sampler_name, options)
     torch.manual_seed(seed)
-    out = Path(out) if out is not None else Path(run_dir) / "samples.png"
-    generated_x, generated_z = run.gen_model.sample(n)
+    generated = sampler.sample(n).reshape(n, -1)
+    scores = sample_quality(real.reshape(len(real), -1), generated, network, info)
+    return {"sampler": sampler_name, **{k: v for k, v in (options or {}).items()}, **scores}
+
+
+def train_classifier(data: str, data_dir: Path | None = None, seed: int = 0, epochs: int = 4) -> dict[str, Any]:
+    """Trains and caches the feature network of the sample-quality metrics for ``data``.
+
+    Raises:
+        ConfigError: for a data set without one, or a missing ``data_dir``.
+    """
+    from blackbox_vae.metrics import labelled_images, train_feature_network
+
+    if data not in ("mnist", "fashion-mnist", "digits"):
+        raise ConfigError(f"--data must be mnist, fashion-mnist or digits (binarized MNIST is scored with MNIST's "
+                          f"network); got {data!r}.")
+    if data != "digits" and data_dir is None:
+        raise ConfigError(f"--data {data} needs --data-dir, the directory with its four IDX files.")
+    splits = labelled_images(data, data_dir)
+    _, info = train_feature_network(data, *splits["train"], *splits["test"], splits["shape"], seed=seed,
+                                    epochs=epochs, progress=True)
+    from blackbox_vae.metrics import feature_network_path
+
+    return {"feature_network": info.name, "test_accuracy": info.test_accuracy, "seconds": info.seconds,
+            "path": str(feature_network_path(data, seed))}
+
+
+@torch.no_grad()
+def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "cpu", seed: int = 0,
+           sampler: str = "prior", sampler_options: dict[str, Any] | None = None) -> Path:
+    """A PNG of ``n`` generated images (decoded latents of ``sampler``; the prior's by default) beside test images
+    and their reconstructions (means of p(x|z), z ~ q(z|x)); for 2-D data, a scatter plot of samples and data.
+
+    A sampler other than the prior is fitted on the run's training split first; the PNG is then
+    ``RUN_DIR/samples-SAMPLER.png`` by default.
+    """
+    default_name = "samples.png" if sampler == "prior" else f"samples-{sampler}.png"
+    out = Path(out) if out is not None else Path(run_dir) / default_name
+    if out.is_dir():
+        raise ConfigError(f"`--out` {out} is a directory; give the PNG's file name (e.g. {out / default_name}).")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"`--out` {out}: cannot create its folder ({error}).") from error
+    run, _ = load_run(run_dir, device)
+    fitted = fitted_sampler(run, sampler, sampler_options)
+    torch.manual_seed(seed)
     if run.dataset.image_shape is None:
         save_scatter([("data (test)", run.dataset.test[:max(n, 1000)]),
-                      ("generated", run.gen_model.sample(max(n, 1000))[0])], out)
+                      (f"generated ({sampler})", fitted.sample(max(n, 1000)))], out)
         return out
+    generated = fitted.sample(n)
     test = run.dataset.test[:n].to(run.device)
     latents = run.inf_net(test).sample(1)  # leading [n, 1]
     reconstructions = run.gen_model.likelihood_mean(latents)[:, 0]
-    save_image_grids([("generated (means of p(x|z))", run.gen_model.likelihood_mean(generated_z)),
-                      ("test images", test), ("reconstructions", reconstructions)], run.dataset.image_shape, out)
+    save_image_grids([(f"generated ({sampler}, means of p(x|z))", generated), ("test images", test),
+                      ("reconstructions", reconstructions)], run.dataset.image_shape, out)
     return out

@@ -8,11 +8,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["TrainConfig", "ConfigError", "load_config_file", "ESTIMATOR_OPTIONS", "RESUME_MAY_CHANGE"]
+from blackbox_vae.losses.registry import ESTIMATOR_OPTIONS  # the registry defines them
 
-# The estimator options a run can set, each read by the loss(es) that take it (blackbox_vae.losses.registry).
-ESTIMATOR_OPTIONS = ("baseline", "variance_normalization", "phi_update", "temperature", "straight_through",
-                     "gradient")
+__all__ = ["TrainConfig", "ConfigError", "load_config_file", "ESTIMATOR_OPTIONS", "RESUME_MAY_CHANGE"]
 
 
 class ConfigError(ValueError):
@@ -31,16 +29,17 @@ class TrainConfig:
     model: str = "sbn"  # sbn | categorical | gaussian
     layers: list[int] = field(default_factory=lambda: [200])  # latent units per stochastic layer
     hidden: list[int] = field(default_factory=list)  # deterministic widths inside each conditional
-    n_classes: int = 10  # classes per latent of the categorical model
-    # estimator; its options are None when not given (the loss's own default applies)
-    loss: str = "vimco"  # score-function | nvil | vimco | rws | gumbel-softmax | elbo | iwae
-    n_samples: int = 5  # K
-    baseline: Optional[str] = None  # score-function: mean | leave-one-out (default: none)
-    variance_normalization: Optional[bool] = None  # nvil (default true)
-    phi_update: Optional[str] = None  # rws: wake | sleep | wake-sleep (default wake)
-    temperature: Optional[str | float] = None  # gumbel-softmax: a number, or "anneal" (default 1.0)
-    straight_through: Optional[bool] = None  # gumbel-softmax (default false)
-    gradient: Optional[str] = None  # iwae: reparam | stl | dreg (default reparam)
+    n_classes: Optional[int] = None  # classes per latent of the categorical model (default 10)
+    # estimator: a name of blackbox_vae.losses.registry.LOSSES, K, and the options of ESTIMATOR_OPTIONS, each
+    # None when not given (the loss's own default applies; its choices are the loss class's `choices`)
+    loss: str = "vimco"
+    n_samples: int = 5
+    baseline: Optional[str] = None
+    variance_normalization: Optional[bool] = None
+    phi_update: Optional[str] = None
+    temperature: Optional[str | float] = None
+    straight_through: Optional[bool] = None
+    gradient: Optional[str] = None
     # optimization
     steps: int = 3000
     batch_size: int = 64
@@ -63,9 +62,25 @@ class TrainConfig:
         Raises:
             ConfigError: naming the first invalid setting, its flag, the value and what is expected.
         """
+        for name, optional in (("data", False), ("data_dir", True), ("binarization", True), ("model", False),
+                               ("loss", False), ("device", False), ("out", False)):
+            value = getattr(self, name)
+            if not (isinstance(value, str) or (optional and value is None)):
+                raise ConfigError(f"{_name(name)} must be text; got {value!r}.")
         for name in ("steps", "batch_size", "n_samples", "log_every", "eval_every", "eval_k", "checkpoint_every",
-                     "seed", "n_classes"):
-            setattr(self, name, _integer(name, getattr(self, name), minimum={"seed": 0, "n_classes": 2}.get(name, 1)))
+                     "seed"):
+            setattr(self, name, _integer(name, getattr(self, name), minimum=0 if name == "seed" else 1))
+        from blackbox_vae.models.registry import MODELS
+
+        if self.model not in MODELS:
+            raise ConfigError(f"{_name('model')} must be one of {', '.join(MODELS)}; got {self.model!r}.")
+        if self.n_classes is not None:
+            if self.model != "categorical":
+                raise ConfigError(f"{_name('n_classes')} applies to --model categorical, not to --model {self.model}; "
+                                  "remove it.")
+            self.n_classes = _integer("n_classes", self.n_classes, minimum=2)
+        if self.seed >= 2**32:
+            raise ConfigError(f"{_name('seed')} must be below 2**32; got {self.seed}.")
         if self.eval_size is not None:
             self.eval_size = _integer("eval_size", self.eval_size, 1, "or leave it out to use every validation row")
         self.lr = _number("lr", self.lr)
@@ -93,6 +108,9 @@ class TrainConfig:
         if self.data in _NEEDS_DATA_DIR and not self.data_dir:
             raise ConfigError(f"--data {self.data} needs --data-dir: {_NEEDS_DATA_DIR[self.data]} (nothing is "
                               "downloaded).")
+        if self.data not in _NEEDS_DATA_DIR and self.data_dir is not None:
+            raise ConfigError(f"--data {self.data} reads no files ({'scikit-learn bundles it' if self.data == 'digits' else 'it is generated'}); "
+                              "remove --data-dir.")
         allowed = {"binarized-mnist": ("static",), "gaussian-2d": ("none",)}.get(self.data, ("static", "dynamic"))
         if self.binarization is not None and self.binarization not in allowed:
             hint = f"one of {', '.join(allowed)}" if allowed != ("none",) else "'none' or left out (real-valued data)"
@@ -133,6 +151,8 @@ class TrainConfig:
 
         values = asdict(self)
         values["binarization"] = effective_binarization(self.data, self.binarization)
+        if self.model == "categorical" and self.n_classes is None:
+            values["n_classes"] = 10
         for option in LOSSES[self.loss].options:
             if values[option] is None:
                 values[option] = option_default(self.loss, option)
@@ -153,6 +173,8 @@ class TrainConfig:
         for option in ESTIMATOR_OPTIONS:
             if option not in takes:
                 values[option] = None
+        if values.get("model") != "categorical":
+            values["n_classes"] = None  # earlier versions recorded its default for every model
         return cls.from_dict(values, source)
 
     @classmethod
@@ -227,10 +249,12 @@ def load_config_file(path: Path) -> dict[str, Any]:
         ConfigError: if the file is missing, unparsable, or not a mapping.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"`config` (--config) {path} is a directory; give the settings file.")
     if not path.is_file():
         raise ConfigError(f"config file {path.resolve()} does not exist.")
-    text = path.read_text()
     try:
+        text = path.read_text()
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
@@ -241,4 +265,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: cannot parse it ({error}).") from error
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings; got {type(values).__name__}.")
+    keys = [key for key in values if not isinstance(key, str)]
+    if keys:
+        raise ConfigError(f"config file {path}: setting names must be text; got {keys[0]!r}.")
     return {key.replace("-", "_"): value for key, value in values.items()}

@@ -1,11 +1,13 @@
 """The run directory of `blackbox-vae train`: one writer at a time, and no run replaced by accident.
 
-- A lock file, ``.lock``, holds the writer's process id and host. A second `train` on the same directory
-  stops with an error naming that process. A lock whose process no longer runs (a killed run) is stale:
-  it is taken over, with a note.
-- A directory that holds a run (its ``checkpoint.pt`` or ``config.json``) is continued only with
-  ``--resume`` and replaced only with ``--overwrite``, which first deletes the run's files (only the
-  files `train`, `evaluate` and `sample` write; anything else in the directory is left alone).
+- A lock file, ``.lock``, holds the writer's process id, host and start time. A second `train` on the same
+  directory stops with an error naming that process. A lock whose process no longer runs (a killed run)
+  is stale: it is taken over, with a note; two processes taking over one stale lock cannot both win (the
+  old lock is renamed away atomically first).
+- A directory that holds a run (its ``checkpoint.pt``, ``metrics.csv`` or ``evaluation.json``) is continued
+  only with ``--resume`` and replaced only with ``--overwrite``, which deletes the run's files (only the
+  files `train`, `evaluate` and `sample` write; anything else in the directory is left alone) once every
+  setting of the new run has been checked.
 """
 
 from __future__ import annotations
@@ -20,22 +22,34 @@ from types import TracebackType
 
 from blackbox_vae.cli.config import ConfigError
 
-__all__ = ["RunLock", "RUN_FILES", "prepare_run_directory"]
+__all__ = ["RunLock", "RUN_FILES", "check_run_directory", "clear_old_run"]
 
 LOCK_NAME = ".lock"
 #: The files a run consists of: what --overwrite deletes.
 RUN_FILES = ("checkpoint.pt", "config.json", "metrics.csv", "loss_curve.png", "evaluation.json", "samples.png")
+#: The files that make a directory hold a run worth protecting (a config.json alone is a run that never
+#: reached its first checkpoint: there is nothing to lose).
+RUN_KEEPERS = ("checkpoint.pt", "metrics.csv", "evaluation.json")
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host."""
+def _start_time(pid: int) -> str | None:
+    """The process's start time (Linux: /proc's clock ticks since boot), to tell a reused process id apart."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[19]  # field 22 of stat, after the command's closing parenthesis
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, start_time: str | None) -> bool:
+    """Whether the process with this id (and start time, when known) runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # it runs, under another user
-        return True
-    return True
+        pass
+    return start_time is None or _start_time(pid) in (None, start_time)
 
 
 class RunLock:
@@ -53,33 +67,41 @@ class RunLock:
         self.note = ""  # what entering had to say (a stale lock taken over), for the caller to print
 
     def __enter__(self) -> "RunLock":
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        for _ in range(2):
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "start_time": _start_time(os.getpid()),
+                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(3):
             try:
                 descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                self._check_holder()  # raises if the holder runs; else the stale lock is gone: try once more
+                self._take_over_if_stale()  # raises if the holder runs
                 continue
             with os.fdopen(descriptor, "w") as handle:
                 json.dump(owner, handle)
             return self
-        raise ConfigError(f"cannot lock {self.path.parent}: another process took its lock ({self.path}) just now.")
+        raise ConfigError(f"cannot lock {self.path.parent}: other processes keep taking its lock ({self.path}).")
 
-    def _check_holder(self) -> None:
+    def _take_over_if_stale(self) -> None:
         try:
             holder = json.loads(self.path.read_text())
             pid, host = int(holder["pid"]), str(holder["host"])
+        except FileNotFoundError:
+            return  # released meanwhile
         except (OSError, ValueError, KeyError, TypeError):
             holder, pid, host = {}, None, None  # unreadable: a crash while writing it
-        if pid is not None and host == socket.gethostname() and _alive(pid) and pid != os.getpid():
+        remove = f"If no run is writing there, delete {self.path} and try again."
+        if pid is not None and host != socket.gethostname():
+            raise ConfigError(f"{self.path.parent} is locked by process {pid} on host {host!r}. {remove}")
+        if pid is not None and _alive(pid, holder.get("start_time")):
             raise ConfigError(f"{self.path.parent} is in use: `blackbox-vae train` (process {pid}, started "
                               f"{holder.get('started', '?')}) is writing to it. Wait for it to finish, or train "
-                              "into another --out.")
-        if pid is not None and host != socket.gethostname():
-            raise ConfigError(f"{self.path.parent} is locked by process {pid} on host {host!r} ({self.path}). If no "
-                              "run is writing there any more, delete the lock file and try again.")
+                              f"into another --out. {remove}")
+        aside = self.path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}")
+        try:
+            os.rename(self.path, aside)  # atomic: of several processes taking over, one renames it
+        except FileNotFoundError:
+            return  # another process took it over first; try to create ours again
+        aside.unlink(missing_ok=True)
         self.note = f"note: took over a stale lock in {self.path.parent} (process {pid} is gone)"
-        self.path.unlink(missing_ok=True)
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: TracebackType | None) -> None:
         try:
@@ -90,30 +112,35 @@ class RunLock:
             pass
 
 
-def prepare_run_directory(directory: Path, resume: bool, overwrite: bool) -> None:
-    """Checks that ``directory`` may be trained into, and deletes an old run's files with ``overwrite``.
+def _run_files(directory: Path) -> list[str]:
+    """The run files present (`RUN_FILES`, and the grids of post-hoc samplers, ``samples-*.png``)."""
+    present = [name for name in RUN_FILES if (Path(directory) / name).exists()]
+    return present + sorted(path.name for path in Path(directory).glob("samples-*.png"))
 
-    Call it while holding the `RunLock`.
+
+def check_run_directory(directory: Path, resume: bool, overwrite: bool) -> None:
+    """Checks that ``directory`` may be trained into (call it while holding the `RunLock`).
 
     Raises:
-        ConfigError: when the directory holds a run and neither ``resume`` nor ``overwrite`` is given, when
-            ``resume`` is given but there is no run, or when both are given.
+        ConfigError: when the directory holds a run and neither ``resume`` nor ``overwrite`` is given, or
+            when both are given.
     """
-    directory = Path(directory)
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: --resume continues the run in --out, "
                           "--overwrite deletes it. Pass one.")
-    existing = [name for name in RUN_FILES if (directory / name).exists()]
-    holds_run = any(name in existing for name in ("checkpoint.pt", "config.json"))
-    if resume:
-        return  # the checkpoint's own checks follow (missing, unreadable, other settings)
-    if holds_run and not overwrite:
+    existing = _run_files(directory)
+    if not resume and not overwrite and any(name in existing for name in RUN_KEEPERS):
         raise ConfigError(f"{directory} already holds a run ({', '.join(existing)}). Pass --resume to continue it, "
                           "or --overwrite to delete its files and start afresh, or train into another --out.")
-    if overwrite:
-        for name in existing:
-            (directory / name).unlink()
-        for leftover in directory.glob("checkpoint.pt.*.tmp"):  # interrupted writes
-            leftover.unlink()
-        if existing:
-            print(f"note: --overwrite deleted the old run's files in {directory}: {', '.join(existing)}", file=sys.stderr)
+
+
+def clear_old_run(directory: Path) -> None:
+    """Deletes the run files in ``directory`` (`RUN_FILES`, and leftovers of interrupted writes), with a note."""
+    directory = Path(directory)
+    existing = _run_files(directory)
+    for name in existing:
+        (directory / name).unlink()
+    for leftover in directory.glob("checkpoint.pt.*.tmp"):
+        leftover.unlink()
+    if existing:
+        print(f"note: --overwrite deleted the old run's files in {directory}: {', '.join(existing)}", file=sys.stderr)

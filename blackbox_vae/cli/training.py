@@ -26,24 +26,36 @@ from blackbox_vae.losses.base import Loss
 from blackbox_vae.losses.registry import LOSSES, build_loss
 from blackbox_vae.models.registry import MODELS, build_models
 
-__all__ = ["Run", "build_run", "train", "resolve_device"]
+__all__ = ["Run", "build_run", "train", "resolve_device", "TrainingError"]
 
 METRICS_FIELDS = ("step", "seconds", "train_bound", "valid_bound")
 
 
+class TrainingError(RuntimeError):
+    """Training stopped because the model's log-probabilities or the training bound became NaN or infinite."""
+
+
 def resolve_device(name: str) -> torch.device:
-    """The torch device named on the command line, with a clear error when CUDA is not there.
+    """The torch device named on the command line, with a clear error when it cannot be used here.
 
     Raises:
-        ConfigError: for a name torch does not know, or CUDA where it is not available.
+        ConfigError: for a name torch does not know, CUDA where it is not available, or a device that cannot
+            hold a tensor here (probed).
     """
     try:
         device = torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"`device`: {name!r} is not a device name ({error}).") from error
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"`device` (--device): {name!r} is not a device name ({error}).") from error
+    if device.type not in ("cpu", "cuda"):  # the loop saves and restores the random generators of these two
+        raise ConfigError(f"`device` (--device) must be cpu or cuda (cuda:N); got {name!r}.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"`device` is {name!r} but CUDA is not available here (torch.cuda.is_available() is False); "
                           "use --device cpu.")
+    try:
+        torch.empty(1, device=device) + 1  # e.g. cuda:3 on a machine with two GPUs
+    except (RuntimeError, AssertionError) as error:
+        raise ConfigError(f"`device` (--device) {name!r} cannot be used here ({str(error).splitlines()[0]}); use "
+                          "--device cpu.") from error
     return device
 
 
@@ -68,7 +80,7 @@ def build_run(config: TrainConfig, device: torch.device | None = None) -> Run:
     torch.manual_seed(config.seed)
     try:
         inf_net, gen_model = build_models(config.model, dataset.data_dim, dataset.likelihood, config.layers,
-                                          config.hidden, config.n_classes)
+                                          config.hidden, config.n_classes or 10)
     except ValueError as error:
         raise ConfigError(str(error)) from error
     # On CPU the losses' per-call finiteness check is free; on a GPU it would synchronize every step,
@@ -104,7 +116,7 @@ class _Progress:
 def _validation_bound(run: Run, data: torch.Tensor, step: int) -> float:
     """Mean validation bound; its sampling neither uses nor disturbs the training RNG stream."""
     with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
-        torch.manual_seed(run.config.seed * 1_000_003 + step)
+        torch.manual_seed((run.config.seed * 1_000_003 + step) % 2**63)
         return log_likelihood_bound(run.inf_net, run.gen_model, data, n_samples=run.config.eval_k).mean().item()
 
 
@@ -238,21 +250,26 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     from tqdm.auto import tqdm  # the command line's dependencies load with the command line, not the library
 
     from blackbox_vae.cli.plots import plot_loss_curve
-    from blackbox_vae.cli.run_directory import RunLock, prepare_run_directory
+    from blackbox_vae.cli.run_directory import RunLock, check_run_directory, clear_old_run
 
     config.validate()
     resolve_device(config.device)  # a setting too: checked before the run directory is touched
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"`out` (--out) {str(out)!r}: cannot create the run directory there ({error}).") from error
     with RunLock(out) as lock:
         if lock.note:
             print(lock.note, file=sys.stderr)
-        prepare_run_directory(out, resume, overwrite)
-        run = build_run(config)
+        check_run_directory(out, resume, overwrite)
+        run = build_run(config)  # every setting is checked before an old run is deleted
         if config.batch_size > len(run.dataset.train):
             raise ConfigError(f"`batch_size` (--batch-size) is {config.batch_size}, more than the "
                               f"{len(run.dataset.train)} training rows of --data {config.data}; use at most "
                               f"{len(run.dataset.train)}.")
+        if overwrite:
+            clear_old_run(out)
         optimizer = torch.optim.Adam(run.loss.parameters(), lr=config.lr)
         stream = BatchStream(run.dataset.train.to(run.device), config.batch_size,
                              dynamic_binarization=run.dataset.binarization == "dynamic", seed=config.seed)
@@ -263,13 +280,22 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         bar = tqdm(total=config.steps, initial=state.step, desc=f"{config.loss} on {config.data}", unit="step",
                    disable=None if progress is None else not progress, dynamic_ncols=True)
         started = time.perf_counter() - state.elapsed
+        if resume and state.last_logged < state.step:
+            # The row of the checkpoint's own step, if it had one and an evaluation failed before writing it:
+            # computed now from the same parameters, history and evaluation seed, as it would have been.
+            _monitor(run, state, valid, started)
         while state.step < config.steps:
-            _step(run, optimizer, stream)
+            try:
+                _step(run, optimizer, stream)
+            except ValueError as error:  # the losses' check of non-finite log-probabilities
+                raise TrainingError(f"training failed at step {state.step + 1} ({error}); lower --lr, or check the "
+                                    f"model. The last checkpoint in {out} is from before it.") from error
             state.step += 1
             try:
                 row = _monitor(run, state, valid, started)
-            except FloatingPointError:
-                raise  # the parameters may be ruined: keep the last checkpoint as it is
+            except FloatingPointError as error:
+                # the parameters may be ruined: keep the last checkpoint as it is
+                raise TrainingError(f"{error} The last checkpoint in {out} is from before it.") from error
             except Exception:
                 state.elapsed = time.perf_counter() - started
                 _save(run, optimizer, stream, state, out)  # an evaluation failed: the steps taken are not lost

@@ -110,9 +110,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         if not isinstance(gen_model, GenModel):
             raise TypeError(f"{name}: `gen_model` must be a GenModel (p(x, z)); got {type(gen_model).__name__}.")
         for hook in self.needs:
-            if not getattr(inf_net, f"has_{hook}"):
-                raise TypeError(f"{name} needs `{type(inf_net).__name__}.{hook}`, which it does not have "
-                                f"(`has_{hook}` is False): {_HOOK_ADVICE.get(hook, f'implement `{hook}`')}.")
+            self._check_hook(inf_net, hook)
         self.inf_net = inf_net
         self.gen_model = gen_model
         self.n_samples = check_n_samples(n_samples, self.min_samples, name, self.min_samples_reason)
@@ -121,6 +119,12 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         self._pending: list[Tensor] = []
         self.log_p_ = None
         self.log_q_ = None
+
+    def _check_hook(self, inf_net: InfNet, hook: str) -> None:
+        """Raises unless ``inf_net`` has the hook (its ``has_...`` flag), naming what to do instead."""
+        if not getattr(inf_net, f"has_{hook}"):
+            raise TypeError(f"{type(self).__name__} needs `{type(inf_net).__name__}.{hook}`, which it does not have "
+                            f"(`has_{hook}` is False): {_HOOK_ADVICE.get(hook, f'implement `{hook}`')}.")
 
     def _check_choice(self, option: str, value: Any) -> Any:
         """Returns ``value`` if it is one of ``choices[option]``, else raises naming the option."""
@@ -162,7 +166,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         self._record(objective.detach())
         if surrogate_loss is objective:  # its value is already the objective
             return surrogate_loss
-        # objective + (surrogate - surrogate.detach()), with one node in the graph rather than three
+        # the value of objective, the gradient of surrogate_loss: objective + (surrogate - surrogate.detach())
         return surrogate_loss + (objective.detach() - surrogate_loss.detach())
 
     @property
@@ -210,6 +214,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             latents, log_q = inf_net.rsample_and_log_prob(k)
             check_latents(latents, batch, k, f"{inf_name}.rsample_and_log_prob")
         else:
+            self._check_hook(inf_net, sampler)  # again after forward: a DistributionInfNet's distribution decides
             latents = getattr(inf_net, sampler)(k, **options)
             check_latents(latents, batch, k, f"{inf_name}.{sampler}")
             log_q = inf_net.log_prob(latents)

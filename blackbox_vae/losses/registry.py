@@ -17,7 +17,8 @@ from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
 from blackbox_vae.losses.vimco import VIMCOLoss
 
-__all__ = ["LOSSES", "LossSpec", "build_loss", "option_choices", "option_default", "ANNEALED_TEMPERATURE"]
+__all__ = ["LOSSES", "LossSpec", "build_loss", "option_choices", "option_default", "ANNEALED_TEMPERATURE",
+           "ESTIMATOR_OPTIONS"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ LOSSES: dict[str, LossSpec] = {
     "elbo": LossSpec(ELBOLoss),
     "iwae": LossSpec(IWAELoss, ("gradient",)),
 }
+
+#: Every option of the registered losses, in order (each belongs to one loss).
+ESTIMATOR_OPTIONS = tuple(dict.fromkeys(option for spec in LOSSES.values() for option in spec.options))
 
 #: ``temperature="anneal"``: Jang et al.'s schedule ``max(0.5, exp(-1e-4 t))``, updated every 500 steps.
 ANNEALED_TEMPERATURE = TemperatureSchedule(1.0, 0.5, 1e-4, 500)

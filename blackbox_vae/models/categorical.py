@@ -74,6 +74,11 @@ class CategoricalGenModel(GenModel):
         """E[x | z] for latents ``[*lead, L, C]``: ``[*lead, D]``."""
         return torch.sigmoid(self.decoder(latents.flatten(-2)))
 
+    @torch.no_grad()
+    def sample_data(self, latents: Tensor) -> Tensor:
+        """x ~ p(x | z) for latents ``[*lead, L, C]``: ``[*lead, D]``."""
+        return torch.bernoulli(self.likelihood_mean(latents))
+
     def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
         """(x [n_samples, D], z [n_samples, L, C])."""
         with torch.no_grad():

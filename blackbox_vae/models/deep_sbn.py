@@ -165,3 +165,8 @@ class DeepSBNGenModel(GenModel):
     def likelihood_mean(self, latents: tuple[Tensor, ...]) -> Tensor:
         """E[x | z] = sigmoid of p(x|z_1)'s logits, for latents with any leading dimensions."""
         return torch.sigmoid(self.conditionals[0](latents[0]))
+
+    @torch.no_grad()
+    def sample_data(self, latents: tuple[Tensor, ...]) -> Tensor:
+        """x ~ p(x | z_1), for latents with any leading dimensions."""
+        return torch.bernoulli(self.likelihood_mean(latents))

@@ -83,6 +83,10 @@ class GaussianMLPInfNet(InfNet):
         with torch.no_grad():
             return self.rsample(n_samples)
 
+    def mean(self) -> Tensor:
+        """E[z | x] = loc: ``[batch, H]``."""
+        return self._loc_scale()[0]
+
     def log_prob(self, latents: Tensor) -> Tensor:
         """log q(z|x): ``[batch, n_samples]``."""
         loc, scale = self._loc_scale()
@@ -144,6 +148,14 @@ class GaussianMLPGenModel(GenModel):
         """E[x | z]: ``[*lead, D]``."""
         out = self.decoder(latents)
         return torch.sigmoid(out) if self.likelihood_kind == "bernoulli" else out
+
+    @torch.no_grad()
+    def sample_data(self, latents: Tensor) -> Tensor:
+        """x ~ p(x | z): ``[*lead, D]``."""
+        mean = self.likelihood_mean(latents)
+        if self.likelihood_kind == "bernoulli":
+            return torch.bernoulli(mean)
+        return mean + (softplus(self.raw_scale) + _MIN_SCALE) * torch.randn_like(mean)
 
     def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
         """(x [n_samples, D], z [n_samples, H])."""
