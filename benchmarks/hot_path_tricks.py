@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import platform
 import statistics
 import time
@@ -92,8 +93,8 @@ def _rws_separate_wake_terms():
     return replaced((RWSLoss, "_estimate", estimate))
 
 
-def _rws_bound_by_logsumexp():
-    """RWS's reported bound by torch.logsumexp, beside softmax for the weights (the plain way)."""
+def _rws_bound_from_log_softmax():
+    """RWS's reported bound from the log-normalizer log_softmax computes (removed: 2.0% of a step at best)."""
     original = RWSLoss._estimate
 
     def estimate(self, data):
@@ -101,8 +102,9 @@ def _rws_bound_by_logsumexp():
             return original(self, data)
         _, log_q, log_p = self._draw(data)
         log_weights = (log_p - log_q).detach()
-        normalized_weights = torch.softmax(log_weights, dim=1)
-        objective = -importance_module.log_mean_exp(log_weights).mean()
+        log_normalized = torch.log_softmax(log_weights, dim=1)
+        normalized_weights = log_normalized.exp()
+        objective = math.log(self.n_samples) - (log_weights - log_normalized).mean()
         return objective, -(normalized_weights * (log_p + log_q)).sum(dim=1).mean()
     return replaced((RWSLoss, "_estimate", estimate))
 
@@ -192,8 +194,8 @@ TRICKS = [
           NOTHING, lambda: replaced((deep_sbn_module, "bernoulli_log_prob", _bce_functional)), SBN_CELLS),
     Trick("RWS wake terms merged into one weighted sum", "RWSLoss._estimate", True, NOTHING, _rws_separate_wake_terms,
           ("sbn-784-200 rws K=2", "sbn-100-20 rws K=5")),
-    Trick("RWS's bound from its log-normalizer (log_softmax) instead of logsumexp", "RWSLoss._estimate", True,
-          NOTHING, _rws_bound_by_logsumexp, ("sbn-784-200 rws K=2", "sbn-100-20 rws K=5")),
+    Trick("RWS's bound from its log-normalizer (log_softmax) instead of logsumexp", "RWSLoss._estimate", False,
+          _rws_bound_from_log_softmax, NOTHING, ("sbn-784-200 rws K=2", "sbn-100-20 rws K=5")),
     Trick("VIMCO's K x K leave-one-out matrix for K <= 8", "_importance.log_sum_exp_others", False, _small_k_matrix,
           NOTHING, ("sbn-784-200 vimco K=2", "sbn-784-200 vimco K=5", "sbn-100-20 vimco K=5")),
     Trick("check_latents' fast path for a tensor or a tuple of tensors", "_checks.check_latents", False,

@@ -99,8 +99,8 @@ MUTANTS = [
     # --------------------------------------------------------------------------- RWS
     Mutant("RWS: weights normalized over the batch instead of the samples",
            "blackbox_vae/losses/rws.py",
-           "log_normalized = torch.log_softmax(log_weights, dim=1)  # [batch, K]",
-           "log_normalized = torch.log_softmax(log_weights, dim=0)  # [batch, K]",
+           "normalized_weights = torch.softmax(log_weights, dim=1)  # [batch, K]",
+           "normalized_weights = torch.softmax(log_weights, dim=0)  # [batch, K]",
            (f"{EXACT} -k rws",)),
     Mutant("RWS: wake-sleep adds the two phi updates instead of averaging them",
            "blackbox_vae/losses/rws.py",
