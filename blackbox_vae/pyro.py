@@ -35,13 +35,9 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-try:
-    import pyro
-    from pyro import poutine
-    from pyro.poutine.util import site_is_subsample
-except ImportError as error:  # Pyro is an optional dependency: pip install "blackbox_vae[pyro]"
-    raise ImportError('blackbox_vae.pyro needs Pyro, an optional dependency: pip install "blackbox_vae[pyro]" '
-                      "(or pip install pyro-ppl).") from error
+import pyro  # a dependency of blackbox_vae, imported only by the modules that use it
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet

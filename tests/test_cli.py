@@ -188,3 +188,57 @@ def test_resume_refuses_any_setting_but_the_listed_ones(tmp_path, capsys):
     # the monitoring settings and the length may change; an option left at its default equals it given explicitly
     assert main(["train", "--out", str(out), "--resume", *TINY, "--layers", "4", "--loss", "rws", "--phi-update", "wake",
                  "--steps", "25", "--eval-k", "3", "--log-every", "25", "--eval-every", "25"]) == 0
+
+
+# ------------------------------------------------------------------------- samplers and sample quality
+@pytest.fixture
+def feature_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLACKBOX_VAE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_train_classifier_then_evaluate_fid_and_sample_with_fitted_samplers(tmp_path, capsys, feature_cache):
+    gaussian, sbn = tmp_path / "gaussian", tmp_path / "sbn"
+    train(gaussian, "--model", "gaussian", "--layers", "2", "--hidden", "16", "--loss", "elbo", "--n-samples", "1")
+    train(sbn, "--model", "sbn", "--layers", "6", "--loss", "vimco", "--n-samples", "3")
+    assert main(["evaluate", str(gaussian), "--k", "3", "--fid"]) == 2  # no feature network yet
+    assert "blackbox-vae train-classifier --data digits" in capsys.readouterr().err
+
+    assert main(["train-classifier", "--data", "digits", "--epochs", "2"]) == 0
+    assert (feature_cache / "feature_networks" / "digits-cnn-v2-seed0.pt").is_file()
+    assert "FID-DIGITS (cnn-v2, seed 0, test accuracy" in capsys.readouterr().out
+
+    for run, flags in ((gaussian, ["--sampler", "gmm", "--components", "3"]), (gaussian, []),
+                       (sbn, ["--sampler", "bernoulli-mixture", "--components", "2"]),
+                       (sbn, ["--sampler", "markov-chain", "--chain-steps", "3"])):
+        assert main(["evaluate", str(run), "--k", "3", "--fid", "--fid-samples", "50", *flags]) == 0, flags
+        printed = capsys.readouterr().out
+        assert "FID" in printed and "FID-DIGITS (cnn-v2" in printed
+    entries = json.loads((gaussian / "evaluation.json").read_text())
+    assert {entry["sampler"] for entry in entries} == {"gmm", "prior"}  # one entry per sampler
+    gmm = next(entry for entry in entries if entry["sampler"] == "gmm")
+    assert gmm["components"] == 3
+    assert gmm["decode"] == "sample" and gmm["n_generated"] == 50 and gmm["fid"] >= 0
+    assert gmm["feature_network"].startswith("FID-DIGITS (cnn-v2, seed 0")
+
+    assert main(["sample", str(gaussian), "--sampler", "gmm", "--components", "3", "-n", "9"]) == 0
+    assert (gaussian / "samples-gmm.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["sample", str(sbn), "--sampler", "autoregressive", "-n", "4", "--out", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a.png").is_file()
+
+
+def test_a_sampler_that_cannot_model_the_codes_is_a_clear_error(tmp_path, capsys):
+    train(tmp_path / "sbn", "--model", "sbn", "--layers", "6", "--loss", "vimco", "--n-samples", "3")
+    assert main(["sample", str(tmp_path / "sbn"), "--sampler", "flow"]) == 2
+    assert "--sampler flow: FlowSampler models real codes; the codes of DeepSBNInfNet are binary" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "sbn"), "--sampler", "flow", "--components", "3"]) == 2
+    assert "--components is an option of the gmm and bernoulli-mixture samplers" in capsys.readouterr().err
+
+
+def test_every_sampler_is_reachable_by_name():
+    from blackbox_vae.cli import build_parser
+    from blackbox_vae.samplers import SAMPLERS
+
+    sample = build_parser()._subparsers._group_actions[0].choices["sample"]
+    sampler_flag = next(action for action in sample._actions if action.dest == "sampler")
+    assert set(sampler_flag.choices) == set(SAMPLERS)

@@ -136,8 +136,8 @@ def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain-start", choices=("noise", "data"), help="markov-chain: where chains start (noise)")
     parser.add_argument("--codes", choices=("auto", "mean", "sample"), help="how data are encoded to codes (auto: "
                         "the posterior mean for continuous latents, a sample for discrete ones)")
-    parser.add_argument("--decode", choices=("mean", "sample"), help="decode latents to the mean of p(x|z) (default) "
-                        "or a sample")
+    parser.add_argument("--decode", choices=("mean", "sample"), help="decode latents to the mean of p(x|z) or a sample "
+                        "(default: the mean; for evaluate --fid on binary data, a sample, as the data are binary)")
 
 
 def _sampler_options(args: argparse.Namespace) -> dict:

@@ -74,8 +74,11 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
             random rather than the first rows because some splits are ordered (binarized MNIST's test
             rows are sorted by digit).
         fid: also score ``fid_samples`` samples (default: as many as the split's data points) of
-            ``sampler`` (fitted on the training split) with the data set's cached feature network.
-        sampler, sampler_options: the sampler (see `blackbox_vae.samplers.build_sampler`).
+            ``sampler`` (fitted on the training split) with the data set's cached feature network. The
+            samples are images of the split's kind: for binary data, x ~ p(x|z) unless ``sampler_options``
+            sets ``decode``.
+        sampler: the sampler's name (see `blackbox_vae.samplers.build_sampler`).
+        sampler_options: keyword options for that sampler.
 
     Raises:
         ConfigError: for a data set without a feature network, or a sampler that does not fit.
@@ -135,11 +138,16 @@ def _sample_quality(run: Run, real: torch.Tensor, sampler_name: str, options: di
         network, info = load_feature_network(FEATURE_DATA[run.config.data])
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from error
+    options = dict(options or {})
+    if run.dataset.binarization != "none":
+        # Generated images of the kind the split holds: binary images x ~ p(x|z), unless --decode says otherwise
+        # (means of p(x|z) against binary test images would differ from them however good the model).
+        options.setdefault("decode", "sample")
     sampler = fitted_sampler(run, sampler_name, options)
     torch.manual_seed(seed)
     generated = sampler.sample(n).reshape(n, -1)
     scores = sample_quality(real.reshape(len(real), -1), generated, network, info)
-    return {"sampler": sampler_name, **{k: v for k, v in (options or {}).items()}, **scores}
+    return {"sampler": sampler_name, **options, **scores}
 
 
 def train_classifier(data: str, data_dir: Path | None = None, seed: int = 0, epochs: int = 4) -> dict[str, Any]:
@@ -192,6 +200,7 @@ def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "c
     test = run.dataset.test[:n].to(run.device)
     latents = run.inf_net(test).sample(1)  # leading [n, 1]
     reconstructions = run.gen_model.likelihood_mean(latents)[:, 0]
-    save_image_grids([(f"generated ({sampler}, means of p(x|z))", generated), ("test images", test),
+    decoded = "means of p(x|z)" if fitted.decode == "mean" else "x ~ p(x|z)"
+    save_image_grids([(f"generated ({sampler}, {decoded})", generated), ("test images", test),
                       ("reconstructions", reconstructions)], run.dataset.image_shape, out)
     return out

@@ -3,7 +3,7 @@
 ```python
 network, info = load_feature_network("mnist")          # trained once: blackbox-vae train-classifier --data mnist
 scores = sample_quality(test_images, generated, network, info)
-# {"fid": ..., "precision": ..., "recall": ..., "feature_network": "FID-MNIST (cnn-v1, seed 0, ...)"}
+# {"fid": ..., "precision": ..., "recall": ..., "feature_network": "FID-MNIST (cnn-v2, seed 0, test accuracy 99.0%)"}
 ```
 
 The features are not Inception's: every figure names the network it was computed with (`FeatureNetworkInfo.name`).

@@ -59,7 +59,7 @@ class FeatureNetworkInfo:
 
     @property
     def name(self) -> str:
-        """How figures computed with it are labelled, e.g. ``FID-MNIST (cnn-v1, seed 0, test accuracy 99.1%)``."""
+        """How figures computed with it are labelled, e.g. ``FID-MNIST (cnn-v2, seed 0, test accuracy 99.0%)``."""
         return (f"FID-{self.data.upper()} ({self.architecture}, seed {self.seed}, test accuracy "
                 f"{100 * self.test_accuracy:.1f}%)")
 
@@ -112,11 +112,15 @@ def train_feature_network(data: str, train_images: Tensor, train_labels: Tensor,
 
     Args:
         data: the data set's name (names the cached file).
-        train_images, train_labels: ``[N, H * W]`` and ``[N]``.
-        test_images, test_labels: to report the test accuracy.
+        train_images: ``[N, H * W]``.
+        train_labels: ``[N]``.
+        test_images: ``[M, H * W]``, to report the test accuracy.
+        test_labels: ``[M]``.
         image_shape: (height, width).
         seed: the training seed.
-        epochs, batch_size, lr: training.
+        epochs: passes over the training images.
+        batch_size: images per Adam step.
+        lr: Adam's learning rate.
         directory: the cache directory (default `cache_dir`).
         progress: print a line per epoch.
 

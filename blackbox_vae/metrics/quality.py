@@ -65,7 +65,10 @@ def precision_recall(real: Tensor, generated: Tensor, k: int = 3, chunk: int = 1
 
     Each set's manifold is the union of balls around its points, each reaching the point's k-th nearest
     neighbour in the same set. Precision: the share of generated points inside the real manifold
-    (fidelity). Recall: the share of real points inside the generated manifold (diversity).
+    (fidelity). Recall: the share of real points inside the generated manifold (diversity). Distances
+    by ``torch.cdist`` in chunks rather than scikit-learn's ``NearestNeighbors``: the coverage test needs
+    every point-to-centre distance anyway, and this way it runs on the features' device (the tests check
+    it against a scikit-learn version of the definition).
 
     Args:
         real: ``[N, F]``.

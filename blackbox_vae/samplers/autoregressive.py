@@ -26,9 +26,13 @@ class AutoregressiveSampler(Sampler):
     on held-out codes. Needs Pyro (installed with blackbox_vae, imported on first use).
 
     Args:
-        gen_model, inf_net: as `Sampler`.
+        gen_model: the trained generative model, as `Sampler`.
+        inf_net: its inference network, as `Sampler`.
         hidden: hidden widths of the masked network.
-        epochs, batch_size, lr, patience: the fit, as `FlowSampler`'s.
+        epochs: at most this many passes over the codes.
+        batch_size: codes per Adam step.
+        lr: Adam's learning rate.
+        patience: stop after this many epochs without a better held-out score.
         **options: `Sampler`'s keyword arguments.
 
     Attributes:
@@ -48,10 +52,7 @@ class AutoregressiveSampler(Sampler):
         self.fit_report_: dict[str, float] = {}
 
     def _build(self, layout: CodeLayout) -> None:
-        try:
-            from pyro.nn import AutoRegressiveNN
-        except ImportError as error:
-            raise ImportError("AutoregressiveSampler needs Pyro: pip install pyro-ppl.") from error
+        from pyro.nn import AutoRegressiveNN  # on first use: not at import
         counts = torch.tensor(layout.cardinalities)
         width = int(counts.max())
         self.network = AutoRegressiveNN(len(counts), list(self.hidden), param_dims=[width] if width > 1 else [1])

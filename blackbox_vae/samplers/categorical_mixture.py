@@ -25,9 +25,12 @@ class BernoulliMixtureSampler(Sampler):
     mixture). The fitted weights and probabilities are buffers: sampling runs in torch.
 
     Args:
-        gen_model, inf_net: as `Sampler`.
+        gen_model: the trained generative model, as `Sampler`.
+        inf_net: its inference network, as `Sampler`.
         n_components: mixture components.
-        max_iter, tolerance, smoothing: EM's.
+        max_iter: EM's iteration limit.
+        tolerance: EM stops when the mean log-likelihood per code improves by less.
+        smoothing: the Dirichlet prior's pseudo-count on each category probability.
         **options: `Sampler`'s keyword arguments (``codes`` defaults to samples for discrete latents).
 
     Attributes:

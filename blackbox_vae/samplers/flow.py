@@ -28,12 +28,15 @@ class FlowSampler(Sampler):
     tenth of them). For real-valued codes. Needs Pyro (installed with blackbox_vae, imported on first use).
 
     Args:
-        gen_model, inf_net: as `Sampler`.
+        gen_model: the trained generative model, as `Sampler`.
+        inf_net: its inference network, as `Sampler`.
         flow: ``"maf"`` or ``"iaf"``.
         n_transforms: autoregressive transforms.
         hidden: hidden widths of each transform's autoregressive network.
-        epochs, batch_size, lr, patience: the fit (at most ``epochs``; stop after ``patience`` epochs
-            without a better held-out likelihood).
+        epochs: at most this many passes over the codes.
+        batch_size: codes per Adam step.
+        lr: Adam's learning rate.
+        patience: stop after this many epochs without a better held-out likelihood.
         **options: `Sampler`'s keyword arguments.
 
     Attributes:
@@ -59,10 +62,7 @@ class FlowSampler(Sampler):
         self.fit_report_: dict[str, float] = {}
 
     def _build(self, layout: CodeLayout) -> None:
-        try:
-            import pyro.distributions.transforms as transforms
-        except ImportError as error:
-            raise ImportError("FlowSampler needs Pyro: pip install pyro-ppl.") from error
+        import pyro.distributions.transforms as transforms  # on first use: not at import
         dimension = layout.dim
         self.transforms = nn.ModuleList(transforms.affine_autoregressive(dimension, hidden_dims=list(self.hidden))
                                         for _ in range(self.n_transforms))

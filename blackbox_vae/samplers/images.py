@@ -46,5 +46,5 @@ def write_images(samples: Tensor, directory: Path, image_shape: Optional[Sequenc
     images = samples.detach().cpu().float().clamp(0, 1).reshape(-1, *shape)
     for index, image in enumerate(images):
         plt.imsave(directory / f"{index:05d}.png", image.numpy(), cmap="gray_r", vmin=0.0, vmax=1.0)
-    plt.imsave(directory / "grid.png", image_grid(images.reshape(len(images), -1), shape).numpy(), cmap="gray",
+    plt.imsave(directory / "grid.png", image_grid(images.reshape(len(images), -1), shape).numpy(), cmap="gray_r",
                vmin=0.0, vmax=1.0)

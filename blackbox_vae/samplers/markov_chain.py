@@ -26,7 +26,8 @@ class MarkovChainSampler(Sampler):
     `fit` records (a random draw of them starts each batch of chains). Needs ``gen_model.sample_data``.
 
     Args:
-        gen_model, inf_net: as `Sampler` (the inference network is required).
+        gen_model: the trained generative model, as `Sampler`.
+        inf_net: its inference network (required here).
         n_steps: steps of the chain, >= 1.
         start: ``"noise"`` or ``"data"``.
         **options: `Sampler`'s keyword arguments (``decode`` applies to the last step).
@@ -74,17 +75,18 @@ class MarkovChainSampler(Sampler):
         reference = next(self.gen_model.parameters())
         return torch.rand(n, *self.data_shape, dtype=reference.dtype, device=reference.device)
 
-    def run(self, x: Tensor, n_steps: int) -> tuple[Tensor, Latents]:
-        """``n_steps`` steps from ``x [n, *data_shape]``: ``(x_n, z_n)``, z with leading dimension ``[n]``."""
-        latents = None
-        for _ in range(n_steps):
+    def run(self, x: Tensor, n_steps: int) -> Latents:
+        """The latents z_n after ``n_steps`` steps from ``x [n, *data_shape]``, leading dimension ``[n]``
+        (x_n, drawn from them, is left to the caller's decoding)."""
+        for step in range(n_steps):
             latents = map_latents(lambda t: t[:, 0], self.inf_net(x).sample(1))
-            x = self.gen_model.sample_data(latents)
-        return x, latents
+            if step < n_steps - 1:
+                x = self.gen_model.sample_data(latents)
+        return latents
 
     def sample_latents(self, n: int) -> Latents:
         """The chains' last latents, ``[n, ...]``."""
-        return self.run(self._initial(n), self.n_steps)[1]
+        return self.run(self._initial(n), self.n_steps)
 
     def _sample_codes(self, n: int) -> Tensor:
         latents = self.sample_latents(n)

@@ -25,9 +25,13 @@ class TwoStageSampler(Sampler):
     decodes (Dai & Wipf 2019). For real-valued codes.
 
     Args:
-        gen_model, inf_net: as `Sampler`.
+        gen_model: the trained generative model, as `Sampler`.
+        inf_net: its inference network, as `Sampler`.
         hidden: hidden widths of the second stage's networks.
-        epochs, batch_size, lr, patience: the fit, as `FlowSampler`'s.
+        epochs: at most this many passes over the codes.
+        batch_size: codes per Adam step.
+        lr: Adam's learning rate.
+        patience: stop after this many epochs without a better held-out score.
         **options: `Sampler`'s keyword arguments.
 
     Attributes:
