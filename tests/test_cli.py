@@ -223,7 +223,7 @@ def test_train_classifier_then_evaluate_fid_and_sample_with_fitted_samplers(tmp_
 
     assert main(["sample", str(gaussian), "--sampler", "gmm", "--components", "3", "-n", "9"]) == 0
     assert (gaussian / "samples-gmm.png").read_bytes()[:4] == b"\x89PNG"
-    assert main(["sample", str(sbn), "--sampler", "autoregressive", "-n", "4", "--out", str(tmp_path / "a.png")]) == 0
+    assert main(["sample", str(sbn), "--sampler", "autoregressive", "--fit-epochs", "2", "-n", "4", "--out", str(tmp_path / "a.png")]) == 0
     assert (tmp_path / "a.png").is_file()
 
 
@@ -239,6 +239,10 @@ def test_every_sampler_is_reachable_by_name():
     from blackbox_vae.cli import build_parser
     from blackbox_vae.samplers import SAMPLERS
 
-    sample = build_parser()._subparsers._group_actions[0].choices["sample"]
-    sampler_flag = next(action for action in sample._actions if action.dest == "sampler")
-    assert set(sampler_flag.choices) == set(SAMPLERS)
+    from blackbox_vae.samplers import SAMPLER_OPTIONS
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for command in ("sample", "evaluate"):
+        destinations = {action.dest: action for action in commands[command]._actions}
+        assert set(destinations["sampler"].choices) == set(SAMPLERS)
+        assert set(SAMPLER_OPTIONS) <= set(destinations), command  # every sampler option has a flag

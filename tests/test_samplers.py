@@ -228,6 +228,18 @@ def test_the_autoregressive_sampler_learns_a_dependence_a_product_cannot():
     assert (samples[:, 0] == samples[:, 1]).float().mean() > 0.95
 
 
+@pytest.mark.parametrize("sampler_class, codes", [
+    (AutoregressiveSampler, torch.bernoulli(torch.full((40, 300), 0.5))), (FlowSampler, torch.randn(40, 70))])
+def test_masked_networks_are_as_wide_as_the_code_by_default(sampler_class, codes):
+    """Pyro's masked networks need every hidden layer at least as wide as the input: the default widths grow
+    with the code (a fixed default broke 400-bit codes), and a narrower choice is refused by name."""
+    dimension = codes.shape[1]
+    sampler = sampler_class(IdentityGenModel(dimension), IdentityInfNet(), epochs=1).fit(codes)
+    assert sampler.sample(3).shape == (3, dimension)
+    with pytest.raises(ValueError, match=rf"`hidden` width must be at least .* {dimension}; got hidden=\(64, 64\)"):
+        sampler_class(IdentityGenModel(dimension), IdentityInfNet(), hidden=(64, 64), epochs=1).fit(codes)
+
+
 def test_hierarchical_codes_are_modeled_jointly_and_decoded_whole():
     layout = CodeLayout.of((torch.zeros(4, 5), torch.ones(4, 3)))
     assert layout.dim == 8 and layout.kinds == {"binary"}

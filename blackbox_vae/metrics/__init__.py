@@ -56,7 +56,8 @@ def sample_quality(real: Tensor, generated: Tensor, network: FeatureNetwork, inf
     Args:
         real: ``[N, H * W]`` images with values in [0, 1].
         generated: ``[M, H * W]``.
-        network: the feature network; ``info`` its description.
+        network: the feature network.
+        info: its description (named in the result).
         k: the neighbour of precision and recall's balls.
 
     Returns:

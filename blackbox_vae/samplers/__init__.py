@@ -67,6 +67,7 @@ SAMPLER_OPTIONS = {
     "flow": (("flow",), "flow"),
     "chain_steps": (("markov-chain",), "n_steps"),
     "chain_start": (("markov-chain",), "start"),
+    "fit_epochs": (("flow", "two-stage", "autoregressive"), "epochs"),
 }
 
 

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
-from blackbox_vae.samplers.base import Sampler, _positive_int
+from blackbox_vae.samplers.base import Sampler, _masked_widths, _positive_int
 from blackbox_vae.samplers.codes import CodeLayout
 from blackbox_vae.samplers.training import maximize
 
@@ -28,7 +28,8 @@ class AutoregressiveSampler(Sampler):
     Args:
         gen_model: the trained generative model, as `Sampler`.
         inf_net: its inference network, as `Sampler`.
-        hidden: hidden widths of the masked network.
+        hidden: hidden widths of the masked network, each at least the number of code variables V
+            (default: two layers of max(256, 2 V)).
         epochs: at most this many passes over the codes.
         batch_size: codes per Adam step.
         lr: Adam's learning rate.
@@ -41,10 +42,10 @@ class AutoregressiveSampler(Sampler):
 
     code_kinds = ("binary", "one-hot")
 
-    def __init__(self, gen_model: GenModel, inf_net: Optional[InfNet] = None, hidden: Sequence[int] = (256, 256),
+    def __init__(self, gen_model: GenModel, inf_net: Optional[InfNet] = None, hidden: Optional[Sequence[int]] = None,
                  epochs: int = 200, batch_size: int = 256, lr: float = 1e-3, patience: int = 10, **options: Any):
         super().__init__(gen_model, inf_net, **options)
-        self.hidden = [_positive_int(h, "hidden", "AutoregressiveSampler") for h in hidden]
+        self.hidden = None if hidden is None else [_positive_int(h, "hidden", "AutoregressiveSampler") for h in hidden]
         self.epochs, self.batch_size = _positive_int(epochs, "epochs", "AutoregressiveSampler"), batch_size
         self.lr, self.patience = float(lr), _positive_int(patience, "patience", "AutoregressiveSampler")
         self.network = None
@@ -55,7 +56,8 @@ class AutoregressiveSampler(Sampler):
         from pyro.nn import AutoRegressiveNN  # on first use: not at import
         counts = torch.tensor(layout.cardinalities)
         width = int(counts.max())
-        self.network = AutoRegressiveNN(len(counts), list(self.hidden), param_dims=[width] if width > 1 else [1])
+        hidden = _masked_widths(self.hidden, len(counts), 256, "AutoregressiveSampler")
+        self.network = AutoRegressiveNN(len(counts), hidden, param_dims=[width] if width > 1 else [1])
         self.invalid = torch.arange(width)[:, None] >= counts[None, :]  # [width, V]
 
     def logits(self, categories: Tensor) -> Tensor:

@@ -30,6 +30,20 @@ def _positive_int(value: object, name: str, owner: str) -> int:
     return value
 
 
+def _masked_widths(hidden: Optional[Sequence[int]], inputs: int, smallest: int, owner: str) -> list[int]:
+    """The hidden widths of a masked autoregressive network over ``inputs`` variables: ``hidden``, or by
+    default two layers of ``max(smallest, 2 * inputs)`` units. Pyro's ``AutoRegressiveNN`` needs every
+    hidden layer at least as wide as the input (narrower, some variables could not depend on all those
+    before them), so a narrower ``hidden`` is refused here, naming the option and the code's size.
+    """
+    widths = [max(smallest, 2 * inputs)] * 2 if hidden is None else list(hidden)
+    if min(widths) < inputs:
+        raise ValueError(f"{owner}: every `hidden` width must be at least the number of code variables, "
+                         f"{inputs}; got hidden={tuple(widths)}. Leave `hidden` unset for two layers of "
+                         f"{max(smallest, 2 * inputs)}.")
+    return widths
+
+
 class Sampler(nn.Module, metaclass=abc.ABCMeta):
     """A post-hoc sampler of a trained model: draws latents from a density fitted to the data's codes.
 

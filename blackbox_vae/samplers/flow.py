@@ -10,7 +10,7 @@ from torch.distributions import AffineTransform, Independent, Normal, Transforme
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
-from blackbox_vae.samplers.base import Sampler, _positive_int
+from blackbox_vae.samplers.base import Sampler, _masked_widths, _positive_int
 from blackbox_vae.samplers.codes import CodeLayout
 from blackbox_vae.samplers.training import maximize
 
@@ -32,7 +32,8 @@ class FlowSampler(Sampler):
         inf_net: its inference network, as `Sampler`.
         flow: ``"maf"`` or ``"iaf"``.
         n_transforms: autoregressive transforms.
-        hidden: hidden widths of each transform's autoregressive network.
+        hidden: hidden widths of each transform's autoregressive network, each at least the code's
+            dimension D (default: two layers of max(64, 2 D)).
         epochs: at most this many passes over the codes.
         batch_size: codes per Adam step.
         lr: Adam's learning rate.
@@ -46,14 +47,14 @@ class FlowSampler(Sampler):
     code_kinds = ("real",)
 
     def __init__(self, gen_model: GenModel, inf_net: Optional[InfNet] = None, flow: Literal["maf", "iaf"] = "maf",
-                 n_transforms: int = 5, hidden: Sequence[int] = (64, 64), epochs: int = 300, batch_size: int = 256,
+                 n_transforms: int = 5, hidden: Optional[Sequence[int]] = None, epochs: int = 300, batch_size: int = 256,
                  lr: float = 1e-3, patience: int = 20, **options: Any):
         super().__init__(gen_model, inf_net, **options)
         if flow not in ("maf", "iaf"):
             raise ValueError(f"FlowSampler: `flow` must be 'maf' or 'iaf'; got {flow!r}.")
         self.flow = flow
         self.n_transforms = _positive_int(n_transforms, "n_transforms", "FlowSampler")
-        self.hidden = [_positive_int(h, "hidden", "FlowSampler") for h in hidden]
+        self.hidden = None if hidden is None else [_positive_int(h, "hidden", "FlowSampler") for h in hidden]
         self.epochs, self.batch_size = _positive_int(epochs, "epochs", "FlowSampler"), batch_size
         self.lr, self.patience = float(lr), _positive_int(patience, "patience", "FlowSampler")
         self.transforms = nn.ModuleList()
@@ -64,7 +65,8 @@ class FlowSampler(Sampler):
     def _build(self, layout: CodeLayout) -> None:
         import pyro.distributions.transforms as transforms  # on first use: not at import
         dimension = layout.dim
-        self.transforms = nn.ModuleList(transforms.affine_autoregressive(dimension, hidden_dims=list(self.hidden))
+        hidden = _masked_widths(self.hidden, dimension, 64, "FlowSampler")
+        self.transforms = nn.ModuleList(transforms.affine_autoregressive(dimension, hidden_dims=hidden)
                                         for _ in range(self.n_transforms))
         self.shift, self.scale = torch.zeros(dimension), torch.ones(dimension)
 
