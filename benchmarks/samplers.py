@@ -49,11 +49,11 @@ MODEL_TITLES = {"gaussian": "Gaussian-latent VAE (16 latents, MLP 784-512-256, E
 #: model -> (label, sampler, command-line options) for each sampler that applies to its codes.
 SAMPLER_RUNS = {
     "gaussian": [("prior", "prior", {}), ("gmm-10", "gmm", {"components": 10}), ("flow-maf", "flow", {"flow": "maf"}),
-                 ("flow-iaf", "flow", {"flow": "iaf", "fit_epochs": 50}), ("two-stage", "two-stage", {}),
+                 ("flow-iaf", "flow", {"flow": "iaf", "fit_epochs": 20}), ("two-stage", "two-stage", {}),
                  ("markov-chain", "markov-chain", {"chain_steps": 100})],
     "sbn": [("prior", "prior", {}), ("bernoulli-mixture-10", "bernoulli-mixture", {"components": 10}),
             ("bernoulli-mixture-100", "bernoulli-mixture", {"components": 100}),
-            ("autoregressive", "autoregressive", {"fit_epochs": 50}), ("markov-chain", "markov-chain", {"chain_steps": 100})],
+            ("autoregressive", "autoregressive", {"fit_epochs": 30}), ("markov-chain", "markov-chain", {"chain_steps": 100})],
 }
 
 

@@ -98,7 +98,7 @@ class FeatureNetwork(nn.Module):
 
 
 def feature_network_path(data: str, seed: int = 0, directory: Optional[Path] = None) -> Path:
-    """The cached file of the feature network for ``data`` and ``seed``."""
+    """The cached file of the feature network for ``data`` and ``seed`` in ``directory`` (default `cache_dir`)."""
     return Path(directory or cache_dir()) / "feature_networks" / f"{data}-{ARCHITECTURE}-seed{seed}.pt"
 
 
@@ -155,7 +155,7 @@ def train_feature_network(data: str, train_images: Tensor, train_labels: Tensor,
 
 
 def accuracy(network: FeatureNetwork, images: Tensor, labels: Tensor) -> float:
-    """The share of ``images`` classified as ``labels``."""
+    """The share of ``images`` that ``network`` classifies as ``labels``."""
     network.eval()
     with torch.no_grad():
         predictions = torch.cat([network(chunk).argmax(1) for chunk in images.split(1000)])
@@ -164,7 +164,8 @@ def accuracy(network: FeatureNetwork, images: Tensor, labels: Tensor) -> float:
 
 def load_feature_network(data: str, seed: int = 0, directory: Optional[Path] = None
                          ) -> tuple[FeatureNetwork, FeatureNetworkInfo]:
-    """The cached feature network for ``data`` (read with ``weights_only=True``).
+    """The cached feature network for ``data`` and ``seed`` in ``directory`` (default `cache_dir`), read with
+    ``weights_only=True``.
 
     Raises:
         FileNotFoundError: when it has not been trained, with the command that trains it.

@@ -22,7 +22,8 @@ def _sqrt_psd(matrix: Tensor) -> Tensor:
 
 
 def frechet_distance(real: Tensor, generated: Tensor) -> float:
-    """The Fréchet distance between Gaussians fitted to two sets of features ``[N, F]`` and ``[M, F]`` (FID).
+    """The Fréchet distance between Gaussians fitted to two sets of features, ``real`` ``[N, F]`` and
+    ``generated`` ``[M, F]`` (FID).
 
     ||mu_r - mu_g||^2 + tr(C_r + C_g - 2 (C_r^(1/2) C_g C_r^(1/2))^(1/2)), in float64; the matrix square
     roots by symmetric eigendecomposition (SciPy's sqrtm is not needed for symmetric matrices).

@@ -72,7 +72,8 @@ SAMPLER_OPTIONS = {
 
 
 def build_sampler(name: str, gen_model, inf_net=None, **options) -> Sampler:
-    """A sampler by its command-line name, with options by their command-line names (`SAMPLER_OPTIONS`).
+    """A sampler by its command-line ``name`` (`SAMPLERS`) for ``gen_model`` and ``inf_net``, with options by
+    their command-line names (`SAMPLER_OPTIONS`).
 
     Raises:
         ValueError: for an unknown name, or an option the sampler does not take.
