@@ -31,6 +31,7 @@ from blackbox_vae.losses import (
     NVILLoss,
     RWSLoss,
     ScoreFunctionLoss,
+    SymmetricLoss,
     TemperatureSchedule,
     VIMCOLoss,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "NVILLoss",
     "NVILBaseline",
     "RWSLoss",
+    "SymmetricLoss",
     "GumbelSoftmaxLoss",
     "TemperatureSchedule",
     "IWAELoss",

@@ -22,6 +22,7 @@ from blackbox_vae import (
     NVILLoss,
     RelaxedBernoulliInfNet,
     RWSLoss,
+    SymmetricLoss,
     ScoreFunctionLoss,
     TemperatureSchedule,
     VIMCOLoss,
@@ -176,6 +177,28 @@ def rws_case(phi_update):
     return case
 
 
+def symmetric_case(flip_noise):
+    def case(device):
+        inf_net, gen_model = ref.random_sbn(device)
+        points, batch = ref.binary_data(device)
+        loss = SymmetricLoss(inf_net, gen_model, 2, dreams=2, flip_noise=flip_noise)
+        configurations = ref.configurations(device)
+        data_configurations = bernoulli_configurations(ref.DATA_DIM, dtype=torch.float64, device=device)
+        # p: sum_z q(z|x~) log p(x~, z), q held constant (RWS's wake-theta at K = 1: one normalized weight),
+        # averaged over x~ = x with each bit flipped with probability flip_noise (all 2^D flip patterns).
+        flips = data_configurations  # [2^D, D]
+        flip_probability = (flip_noise ** flips * (1 - flip_noise) ** (1 - flips)).prod(1)  # [2^D]
+        noisy = (points[:, None, :] + flips[None]) % 2  # [N, 2^D, D]
+        wake_theta, _ = exact_rws_wake_objectives(inf_net, gen_model, noisy.reshape(-1, ref.DATA_DIM),
+                                                  configurations, 1)
+        wake_theta = (wake_theta.reshape(len(points), -1) * flip_probability).sum(1)
+        sleep_phi = exact_sleep_phi_objective(inf_net, gen_model, data_configurations, configurations)
+        return ExactCase(loss, batch, gradients(-(wake_theta.mean() + sleep_phi), loss),
+                         "p: the gradient of E_{x~, z ~ q(z|x~)} log p(x~, z) (x~ the data with flipped bits); q: the "
+                         "gradient of E_{(x, z) ~ p} log q(z|x), both exact by enumeration (unbiased)")
+    return case
+
+
 def gumbel_softmax_case(device):
     torch.manual_seed(4)
     inf_net = ref.SmallRelaxedBernoulliInfNet(ref.DATA_DIM, 2).double().to(device)
@@ -251,6 +274,10 @@ EXAMPLES = [
     LossExample("rws-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "sleep"), True, rws_case("sleep")),
     LossExample("rws-wake-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake-sleep"), True,
                 rws_case("wake-sleep")),
+    LossExample("symmetric", SymmetricLoss, sbn_pair, lambda q, p: SymmetricLoss(q, p, 2, dreams=2), True,
+                symmetric_case(0.0)),
+    LossExample("symmetric-flip-noise", SymmetricLoss, sbn_pair, lambda q, p: SymmetricLoss(q, p, 1, flip_noise=0.01),
+                True, symmetric_case(0.2)),
     LossExample("gumbel-softmax", GumbelSoftmaxLoss, relaxed_pair,
                 lambda q, p: GumbelSoftmaxLoss(q, p, 1, temperature=TemperatureSchedule(1.0, 0.5, 1e-3, 50)), True,
                 gumbel_softmax_case),

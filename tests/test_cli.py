@@ -160,10 +160,20 @@ def test_the_command_line_reaches_every_exported_loss_and_option():
     (["--loss", "gumbel-softmax", "--gradient", "dreg"], "`gradient` is an option of iwae, not of --loss gumbel-softmax"),
     (["--loss", "gumbel-softmax", "--temperature", "0"], "`temperature` must be a number > 0 or 'anneal'; got '0'"),
     (["--loss", "gumbel-softmax", "--temperature", "warm"], "`temperature` must be a number > 0 or 'anneal'"),
+    (["--loss", "symmetric", "--flip-noise", "0.5"], "`flip_noise` (--flip-noise) must be a probability in [0, 0.5)"),
+    (["--loss", "vimco", "--dreams", "2"], "`dreams` is an option of symmetric, not of --loss vimco"),
 ])
 def test_an_option_the_loss_does_not_take_is_an_error(tmp_path, capsys, flags, message):
     assert main(["train", "--out", str(tmp_path / "run"), *TINY, *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_symmetric_learning_trains_from_the_command_line(tmp_path):
+    train(tmp_path / "run", "--layers", "4", "--loss", "symmetric", "--dreams", "2", "--flip-noise", "0.01")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["loss"] == "symmetric" and config["dreams"] == 2 and config["flip_noise"] == 0.01
+    with pytest.raises(SystemExit):  # argparse: --dreams takes a positive integer
+        main(["train", "--loss", "symmetric", "--dreams", "0"])
 
 
 def test_config_json_records_the_options_that_took_effect(tmp_path):

@@ -157,6 +157,9 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
         if option == "temperature":
             parser.add_argument(flag, help=f"{name}: a number > 0, or 'anneal' for {ANNEALED_TEMPERATURE} "
                                            f"(default {default})")
+        elif choices is None:  # a free number: its type is its default's
+            parser.add_argument(flag, type=_positive_int if isinstance(default, int) else float,
+                                help=f"{name} (default {default})")
         elif set(choices) == {True, False}:
             parser.add_argument(flag, type=_bool, metavar="{true,false}",
                                 help=f"{name} (default {str(default).lower()})")

@@ -40,6 +40,8 @@ class TrainConfig:
     temperature: Optional[str | float] = None
     straight_through: Optional[bool] = None
     gradient: Optional[str] = None
+    dreams: Optional[int] = None
+    flip_noise: Optional[float] = None
     # optimization
     steps: int = 3000
     batch_size: int = 64
@@ -133,6 +135,14 @@ class TrainConfig:
                                   f"({'its options: ' + ', '.join(takes) if takes else 'it takes none'}); remove it.")
             if option == "temperature":
                 self.temperature = _temperature(value)
+                continue
+            if option == "dreams":
+                self.dreams = _integer("dreams", value, 1)
+                continue
+            if option == "flip_noise":
+                self.flip_noise = _number("flip_noise", value)
+                if not 0 <= self.flip_noise < 0.5:
+                    raise ConfigError(f"{_name('flip_noise')} must be a probability in [0, 0.5); got {value!r}.")
                 continue
             choices = option_choices(self.loss, option)
             if choices is not None and not any(value is c or (type(value) is type(c) and value == c) for c in choices):

@@ -7,6 +7,7 @@ from blackbox_vae.losses.iwae import IWAELoss
 from blackbox_vae.losses.nvil import NVILBaseline, NVILLoss
 from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
+from blackbox_vae.losses.symmetric import SymmetricLoss
 from blackbox_vae.losses.vimco import VIMCOLoss
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "NVILLoss",
     "NVILBaseline",
     "RWSLoss",
+    "SymmetricLoss",
     "GumbelSoftmaxLoss",
     "TemperatureSchedule",
     "IWAELoss",

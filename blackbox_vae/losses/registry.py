@@ -15,6 +15,7 @@ from blackbox_vae.losses.iwae import IWAELoss
 from blackbox_vae.losses.nvil import NVILBaseline, NVILLoss
 from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
+from blackbox_vae.losses.symmetric import SymmetricLoss
 from blackbox_vae.losses.vimco import VIMCOLoss
 
 __all__ = ["LOSSES", "LossSpec", "build_loss", "option_choices", "option_default", "ANNEALED_TEMPERATURE",
@@ -41,6 +42,7 @@ LOSSES: dict[str, LossSpec] = {
     "nvil": LossSpec(NVILLoss, ("variance_normalization",)),
     "vimco": LossSpec(VIMCOLoss),
     "rws": LossSpec(RWSLoss, ("phi_update",)),
+    "symmetric": LossSpec(SymmetricLoss, ("dreams", "flip_noise")),
     "gumbel-softmax": LossSpec(GumbelSoftmaxLoss, ("temperature", "straight_through")),
     "elbo": LossSpec(ELBOLoss),
     "iwae": LossSpec(IWAELoss, ("gradient",)),

@@ -9,8 +9,8 @@ from torch import Tensor
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
-from blackbox_vae.latents import map_latents
-from blackbox_vae.losses._checks import check_latents, check_n_samples
+from blackbox_vae.losses._checks import check_n_samples
+from blackbox_vae.losses._dreams import dreamed_log_q
 from blackbox_vae.losses._importance import log_mean_exp
 from blackbox_vae.losses.base import Loss
 
@@ -84,7 +84,7 @@ class RWSLoss(Loss):
 
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         # The sleep phase first: its q pass on the dreams would otherwise leave inf_net.params_ holding theirs.
-        sleep_phi = self._sleep_phi(data.shape[0]) if self.phi_update != "wake" else None
+        sleep_phi = self._sleep_phi(data.shape[0], data.device) if self.phi_update != "wake" else None
         _, log_q, log_p = self._draw(data)
         log_weights = (log_p - log_q).detach()  # [batch, K]
         normalized_weights = torch.softmax(log_weights, dim=1)  # [batch, K]
@@ -100,20 +100,9 @@ class RWSLoss(Loss):
             phi_objective = (wake_phi + sleep_phi) / 2
         return objective, -(wake_theta + phi_objective)
 
-    def _sleep_phi(self, batch: int) -> Tensor:
+    def _sleep_phi(self, batch: int, device: torch.device) -> Tensor:
         """mean log q(z'|x') over dreams (x', z') ~ p(x, z): a scalar, differentiable in phi."""
-        n_dreams = self.n_dreams or batch
-        gen_name, inf_name = type(self.gen_model).__name__, type(self.inf_net).__name__
-        with torch.no_grad():
-            dreamed_data, dreamed_latents = self.gen_model.sample(n_dreams)
-        if not isinstance(dreamed_data, Tensor) or dreamed_data.dim() == 0 or dreamed_data.shape[0] != n_dreams:
-            got = tuple(dreamed_data.shape) if isinstance(dreamed_data, Tensor) else type(dreamed_data).__name__
-            raise ValueError(f"`{gen_name}.sample({n_dreams})` returned data of shape {got}; expected "
-                             f"[n_samples, *data_shape] with n_samples = {n_dreams}.")
-        latents = map_latents(lambda t: t.detach().unsqueeze(1), dreamed_latents)  # [n_dreams, 1, ...]
-        check_latents(latents, n_dreams, 1, f"{gen_name}.sample (latents, with a sample axis added)")
-        log_q = self.inf_net(dreamed_data.detach()).log_prob(latents)
-        return self._checked(log_q, n_dreams, 1, f"{inf_name}.log_prob").mean()
+        return dreamed_log_q(self, self.n_dreams or batch, device).mean()
 
     def settings(self) -> dict[str, Any]:
         """K, the phi update and the number of dreams (see `Loss.settings`)."""
