@@ -114,29 +114,35 @@ def null_spread(network, pooled, sizes, repeats=20):
 
 
 def check_fid_measures_what_it_claims(network, train, test):
-    """FID(test, train) is within the spread of FID between two samples of one distribution, and far
-    below FID(test, noise); FID grows with each level of Gaussian noise added to the test images (one noise
-    draw, scaled, so that the levels are coupled)."""
+    """FID(test, train) is near 0 on the metric's own scale: below the FID that the mildest noise tested (0.05)
+    on the test images causes (level 0 is FID(test, train) itself, so the monotone check says it), and an
+    order of magnitude below FID(test, uniform noise); FID grows with each level of Gaussian noise added to
+    the test images (one noise draw, scaled, so that the levels are coupled), and noise of 0.2 is far outside
+    the spread of FID between random halves of the pooled images.
+
+    Not asserted: that FID(test, train) falls within that spread. The network was trained on the training
+    images, so its features separate them slightly from held-out ones (MNIST: 3.07 against re-splits of the
+    pooled images at 1.09 +- 0.20; digits: 2.94); that gap is the floor a perfect sampler's FID is read against.
+    """
     null_mean, null_std = null_spread(network, torch.cat([train, test]), (len(test), len(train)))
     test_features, train_features = network.features(test), network.features(train)
     held_out = frechet_distance(test_features, train_features)
     noise = frechet_distance(test_features, network.features(torch.rand(test.shape, generator=torch.Generator()
                                                                       .manual_seed(4))))
-    assert held_out < null_mean + 5 * null_std, (held_out, null_mean, null_std)
-    assert noise > null_mean + 5 * null_std and held_out < noise / 10, (held_out, noise)
     direction = torch.randn(test.shape, generator=torch.Generator().manual_seed(5))
-    levels = (0.0, 0.1, 0.2, 0.4, 0.8)
+    levels = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
     fids = [frechet_distance(train_features, network.features((test + level * direction).clamp(0, 1)))
             for level in levels]
     assert all(a < b for a, b in zip(fids, fids[1:])), dict(zip(levels, fids))
-    assert fids[2] > null_mean + 5 * null_std, (fids, null_mean, null_std)  # noise of 0.2 is detected
+    assert held_out < noise / 10, (held_out, noise)
+    assert fids[levels.index(0.2)] > null_mean + 5 * null_std, (fids, null_mean, null_std)  # 0.2 is detected
     return {"held_out": held_out, "noise": noise, "levels": dict(zip(levels, fids))}
 
 
 def test_fid_on_digits_measures_what_it_claims(digits):
     splits, network, info, _ = digits
     assert info.test_accuracy > 0.95, info
-    check_fid_measures_what_it_claims(network, splits["train"][0], splits["test"][0])
+    print(check_fid_measures_what_it_claims(network, splits["train"][0], splits["test"][0]))
 
 
 def test_the_feature_network_is_seeded_cached_and_named(digits):
