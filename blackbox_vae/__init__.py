@@ -34,6 +34,7 @@ from blackbox_vae.losses import (
     SymmetricLoss,
     TemperatureSchedule,
     VIMCOLoss,
+    ZGRLoss,
 )
 from blackbox_vae.relaxed import RelaxedBernoulliInfNet, RelaxedCategoricalInfNet
 
@@ -58,6 +59,7 @@ __all__ = [
     "GumbelSoftmaxLoss",
     "TemperatureSchedule",
     "IWAELoss",
+    "ZGRLoss",
     "log_likelihood_bound",
     "__version__",
 ]

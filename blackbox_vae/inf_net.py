@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -12,6 +12,9 @@ from torch.distributions import Distribution
 from blackbox_vae._call_state import set_call_state, state_without_call_state
 from blackbox_vae._distributions import check_distribution, shape_of, sum_to_leading
 from blackbox_vae.latents import Latents
+
+if TYPE_CHECKING:
+    from blackbox_vae.gen_model import GenModel
 
 __all__ = ["InfNet", "DistributionInfNet"]
 
@@ -119,6 +122,39 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
             "`relaxed_rsample`, or use a score-function estimator such as VIMCOLoss."
         )
 
+    def zgr_rsample(self, n_samples: int = 1) -> Latents:
+        """Exact discrete samples whose gradient is ZGR's (`blackbox_vae.zgr`; DARN(1/2) for Bernoulli latents).
+
+        Optional; `ZGRLoss` needs it. `RelaxedBernoulliInfNet`, `RelaxedCategoricalInfNet` and the library's
+        hierarchical Bernoulli networks implement it (each layer conditioned on the ZGR sample of its parents).
+
+        Returns:
+            latents with leading dimensions ``[batch, n_samples]``, exact draws from q carrying a gradient path.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.zgr_rsample` is not implemented. ZGRLoss needs exact discrete samples with "
+            "the ZGR gradient; subclass RelaxedBernoulliInfNet or RelaxedCategoricalInfNet, implement "
+            "`zgr_rsample` with blackbox_vae.zgr, or use a score-function estimator such as VIMCOLoss."
+        )
+
+    def analytic_elbo(self, gen_model: "GenModel", data: Tensor, latents: Latents) -> Tensor:
+        """Optional: a per-sample ELBO with some expectations in closed form (e.g. analytic per-layer KLs).
+
+        For the batch last passed to `forward` and latents drawn from q (with any gradient path), returns
+        ``[batch, n_samples]`` values whose expectation under q equals that of
+        ``log p(x, z) - log q(z|x)``. `ZGRLoss(analytic_kl=True)` uses it.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.analytic_elbo` is not implemented: an ELBO with closed-form KL terms needs "
+            "it (the hierarchical Bernoulli models in blackbox_vae.models have one). Use analytic_kl=False."
+        )
+
     def mean(self) -> Latents:
         """Optional: E[z | x] for the batch last passed to `forward`: latents with leading dimension ``[batch]``.
 
@@ -172,6 +208,16 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     def has_relaxed_rsample(self) -> bool:
         """Whether `relaxed_rsample` works: true when the class implements it."""
         return type(self).relaxed_rsample is not InfNet.relaxed_rsample
+
+    @property
+    def has_zgr_rsample(self) -> bool:
+        """Whether `zgr_rsample` works: true when the class implements it."""
+        return type(self).zgr_rsample is not InfNet.zgr_rsample
+
+    @property
+    def has_analytic_elbo(self) -> bool:
+        """Whether `analytic_elbo` works: true when the class implements it."""
+        return type(self).analytic_elbo is not InfNet.analytic_elbo
 
 
 class DistributionInfNet(InfNet):

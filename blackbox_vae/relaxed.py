@@ -1,6 +1,7 @@
 """Inference networks over discrete latents with a relaxed (Gumbel-softmax / Concrete) sample.
 
-``sample`` and ``log_prob`` are the exact discrete distribution's; ``relaxed_rsample``
+``sample`` and ``log_prob`` are the exact discrete distribution's; ``zgr_rsample`` draws exact samples with
+the ZGR gradient (`blackbox_vae.zgr`), for `ZGRLoss`; ``relaxed_rsample``
 draws from its continuous relaxation at a given temperature, optionally
 straight-through (hard values forward, relaxed gradient backward), for
 `GumbelSoftmaxLoss`. ``log_prob`` extends the discrete
@@ -19,6 +20,7 @@ from torch.distributions import Bernoulli, OneHotCategorical, RelaxedBernoulli, 
 
 from blackbox_vae._distributions import sum_to_leading
 from blackbox_vae.inf_net import DistributionInfNet
+from blackbox_vae.zgr import bernoulli_zgr, categorical_zgr
 
 __all__ = ["RelaxedBernoulliInfNet", "RelaxedCategoricalInfNet", "check_temperature", "straight_through_sample"]
 
@@ -45,6 +47,12 @@ def _relaxed_rsample(inf_net: DistributionInfNet, relaxed: type, n_samples: int,
     tau = torch.as_tensor(check_temperature(f"{type(inf_net).__name__}.relaxed_rsample", temperature),
                           dtype=logits.dtype, device=logits.device)
     return relaxed(tau, logits=logits, validate_args=False).rsample((n_samples,)).movedim(0, 1).contiguous()
+
+
+def _expanded_logits(inf_net: DistributionInfNet, n_samples: int) -> Tensor:
+    """q's logits ``[batch, n_samples, *latent_shape]`` (normalized over classes for a categorical)."""
+    logits = inf_net._dist().logits.unsqueeze(1)
+    return logits.expand(logits.shape[0], n_samples, *logits.shape[2:])
 
 
 class _DiscreteInfNet(DistributionInfNet):
@@ -95,6 +103,10 @@ class RelaxedBernoulliInfNet(_DiscreteInfNet):
         relaxed = _relaxed_rsample(self, RelaxedBernoulli, n_samples, temperature)
         return straight_through_sample(relaxed.detach().round(), relaxed) if straight_through else relaxed
 
+    def zgr_rsample(self, n_samples: int = 1) -> Tensor:
+        """Exact {0, 1} samples ``[batch, n_samples, *latent_shape]`` with the ZGR (DARN(1/2)) gradient."""
+        return bernoulli_zgr(_expanded_logits(self, n_samples))
+
 
 class RelaxedCategoricalInfNet(_DiscreteInfNet):
     """q(z|x) = prod OneHotCategorical(z; softmax(logits(x))), with a relaxed sample for Gumbel-softmax.
@@ -137,4 +149,8 @@ class RelaxedCategoricalInfNet(_DiscreteInfNet):
             return relaxed
         hard = torch.nn.functional.one_hot(relaxed.detach().argmax(-1), relaxed.shape[-1]).to(relaxed.dtype)
         return straight_through_sample(hard, relaxed)
+
+    def zgr_rsample(self, n_samples: int = 1) -> Tensor:
+        """Exact one-hot samples ``[batch, n_samples, ..., n_classes]`` with the ZGR gradient."""
+        return categorical_zgr(_expanded_logits(self, n_samples))
 

@@ -299,3 +299,45 @@ def converged_gradients(objective, module, coarse_nodes):
     coarse = gradients(objective(coarse_nodes), module)
     fine = gradients(objective(coarse_nodes + coarse_nodes // 2), module)
     return fine, {name: (fine[name] - coarse[name]).abs() for name in fine}
+
+
+# ---------------------------------------------------------------------------------------------- ZGR
+def darn_half(logits: Tensor, sample: Tensor) -> Tensor:
+    """``sample``'s value with DARN(1/2)'s gradient to ``logits``: d x / d logits = (x (1 - p) + (1 - x) p) / 2.
+
+    Written from the estimator's definition (Gregor et al. 2014 with xi = 1/2), apart from the library's
+    ZGR: for Bernoulli variables the two must coincide (Shekhovtsov 2023).
+    """
+    p = torch.sigmoid(logits).detach()
+    jacobian = (sample * (1 - p) + (1 - sample) * p) / 2
+    return sample + jacobian * (logits - logits.detach())
+
+
+def zgr_expected_objective(inf_net, gen_model, data, configurations):
+    """``[N]``: sum_z q(z|x) f(z~), q(z|x) held constant and z~ = z with DARN(1/2)'s gradient, f = log p - log q.
+
+    Its gradient is the ZGR estimator's expectation (the gradient it takes given z, averaged over q) for a
+    one-layer Bernoulli network exposing ``logits``.
+    """
+    n, m = data.shape[0], configurations.shape[0]
+    logits = inf_net.logits(data)[:, None, :].expand(n, m, -1)
+    latents = darn_half(logits, configurations[None].expand(n, m, -1))
+    log_q = inf_net(data).log_prob(latents)
+    log_p = gen_model(data, latents).log_prob(data, latents)
+    return (log_q.detach().exp() * (log_p - log_q)).sum(1)
+
+
+def zgr_expected_analytic_objective(inf_net, gen_model, data, configurations_per_layer):
+    """As `zgr_expected_objective`, for a hierarchical network with ``layer_logits`` and ``analytic_elbo``:
+    every joint configuration of the layers, each layer's z~ built in q's order from its parents' z~."""
+    n = data.shape[0]
+    grids = torch.cartesian_prod(*[torch.arange(len(c)) for c in configurations_per_layer])  # [M, L]
+    m = grids.shape[0]
+    exact = tuple(c[grids[:, layer]][None].expand(n, m, -1) for layer, c in enumerate(configurations_per_layer))
+    inf_net(data)
+    weights = inf_net.log_prob(exact).detach().exp()  # q(z|x): [N, M]
+    latents = list(exact)
+    for layer in inf_net.order:
+        logits = inf_net.layer_logits(tuple(latents))[layer].expand_as(exact[layer])
+        latents[layer] = darn_half(logits, exact[layer])
+    return (weights * inf_net.analytic_elbo(gen_model, data, tuple(latents))).sum(1)

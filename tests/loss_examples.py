@@ -26,8 +26,10 @@ from blackbox_vae import (
     ScoreFunctionLoss,
     TemperatureSchedule,
     VIMCOLoss,
+    ZGRLoss,
 )
-from blackbox_vae.models import GaussianMLPGenModel, GaussianMLPInfNet, SBNGenModel, SBNInfNet
+from blackbox_vae.models import (GaussianMLPGenModel, GaussianMLPInfNet, HVAEGenModel, HVAELadderInfNet, SBNGenModel,
+                                 SBNInfNet)
 from blackbox_vae.models._mlp import mlp
 from blackbox_vae.testing import (
     bernoulli_configurations,
@@ -61,6 +63,11 @@ def relaxed_pair():
     return TinyRelaxedInfNet(), SBNGenModel(DATA_DIM, LATENT_DIM)
 
 
+def hvae_pair():
+    gen_model = HVAEGenModel(DATA_DIM, (2, LATENT_DIM), hidden=(6,))
+    return HVAELadderInfNet(gen_model, DATA_DIM, hidden=(6,)), gen_model
+
+
 def gaussian_pair():
     return (GaussianMLPInfNet(DATA_DIM, LATENT_DIM, hidden=(16,)),
             GaussianMLPGenModel(DATA_DIM, LATENT_DIM, hidden=(16,), likelihood="bernoulli"))
@@ -92,7 +99,7 @@ class LossExample:
     loss_class: type
     models: Callable  # () -> (inf_net, gen_model)
     build: Callable  # (inf_net, gen_model) -> loss
-    discrete: bool  # latents enumerable (exact log p(x) available)
+    discrete: bool  # latents one enumerable tensor (exact log p(x) by bernoulli_configurations)
     exact: Callable  # (device) -> ExactCase
 
     def make(self):
@@ -223,6 +230,33 @@ def straight_through_case(device):
                      "the straight-through path through round(y) plus p's exact gradient", error)
 
 
+def zgr_case(device):
+    torch.manual_seed(6)
+    inf_net = ref.SmallRelaxedBernoulliInfNet(ref.DATA_DIM, ref.LATENT_DIM).double().to(device)
+    gen_model = SBNGenModel(ref.DATA_DIM, ref.LATENT_DIM).double().to(device)
+    with torch.no_grad():
+        gen_model.prior_logits.normal_()
+    points, batch = ref.binary_data(device)
+    loss = ZGRLoss(inf_net, gen_model, 2)
+    objective = ref.zgr_expected_objective(inf_net, gen_model, points, ref.configurations(device))
+    return ExactCase(loss, batch, gradients(-objective.mean(), loss),
+                     "biased for the ELBO's gradient (the objective is not linear in z): its expectation is the "
+                     "DARN(1/2) path through each exact z, enumerated (p's part is the ELBO's exact gradient)")
+
+
+def zgr_analytic_case(device):
+    torch.manual_seed(7)
+    gen_model = HVAEGenModel(ref.DATA_DIM, (2, 2), hidden=(3,)).double().to(device)
+    inf_net = HVAELadderInfNet(gen_model, ref.DATA_DIM, hidden=(3,)).double().to(device)
+    points, batch = ref.binary_data(device)
+    loss = ZGRLoss(inf_net, gen_model, 2, analytic_kl=True)
+    objective = ref.zgr_expected_analytic_objective(inf_net, gen_model, points,
+                                                    [ref.configurations(device, 2), ref.configurations(device, 2)])
+    return ExactCase(loss, batch, gradients(-objective.mean(), loss),
+                     "biased for the ELBO's gradient: the expectation over both layers' exact draws of the "
+                     "DARN(1/2) path through the ELBO with closed-form per-layer KLs (two-layer ladder HVAE)")
+
+
 def elbo_case(device):
     inf_net, gen_model, points = ref.linear_gaussian(device)  # a 2-D latent
     loss = ELBOLoss(inf_net, gen_model, 2)
@@ -284,6 +318,9 @@ EXAMPLES = [
     LossExample("gumbel-straight-through", GumbelSoftmaxLoss, relaxed_pair,
                 lambda q, p: GumbelSoftmaxLoss(q, p, 1, temperature=0.5, straight_through=True), True,
                 straight_through_case),
+    LossExample("zgr", ZGRLoss, relaxed_pair, lambda q, p: ZGRLoss(q, p, 2), True, zgr_case),
+    LossExample("zgr-analytic-kl", ZGRLoss, hvae_pair, lambda q, p: ZGRLoss(q, p, 2, analytic_kl=True), False,
+                zgr_analytic_case),
     LossExample("elbo", ELBOLoss, gaussian_pair, lambda q, p: ELBOLoss(q, p, 1), False, elbo_case),
     LossExample("iwae-reparam", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5), False,
                 iwae_case("reparam", 2)),

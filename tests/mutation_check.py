@@ -173,6 +173,43 @@ MUTANTS = [
            "            (partial * sample).sum()",
            "            (partial * sample.detach()).sum()",
            (f"{EXACT} -k 'iwae-stl or iwae-dreg'",)),
+    # --------------------------------------------------------------------------- ZGR
+    Mutant("ZGR (Bernoulli): the score term's probabilities not detached",
+           "blackbox_vae/zgr.py",
+           "log_p_sample = -F.binary_cross_entropy_with_logits(logits, sample, reduction=\"none\")  # log p(x)\n"
+           "    return _with_gradient(sample, 0.5 * (probs + (sample - probs.detach()) * log_p_sample))",
+           "log_p_sample = -F.binary_cross_entropy_with_logits(logits, sample, reduction=\"none\")  # log p(x)\n"
+           "    return _with_gradient(sample, 0.5 * (probs + (sample - probs) * log_p_sample))",
+           ("tests/test_zgr.py -k darn", f"{EXACT} -k zgr")),
+    Mutant("ZGR (categorical): the score term dropped (half the straight-through Jacobian)",
+           "blackbox_vae/zgr.py",
+           "log_p_sample = (sample * log_probs).sum(-1, keepdim=True)  # log p(x)\n"
+           "    return _with_gradient(sample, 0.5 * (probs + (sample - probs.detach()) * log_p_sample))",
+           "log_p_sample = (sample * log_probs).sum(-1, keepdim=True)  # log p(x)\n"
+           "    return _with_gradient(sample, 0.5 * probs)",
+           ("tests/test_zgr.py -k 'linear or jacobian or two_class'",)),
+    Mutant("ZGRLoss: analytic_kl=True differentiates the plain estimate instead of the closed-form ELBO",
+           "blackbox_vae/losses/zgr.py",
+           "return negative_elbo.detach(), -analytic.mean()",
+           "return negative_elbo.detach(), negative_elbo",
+           ("tests/test_hvae.py -k closed_form_elbo",)),
+    Mutant("HVAE: ZGR samples of a layer cut the gradient path to the layers q conditions it on",
+           "blackbox_vae/models/hvae.py",
+           "return self._ancestral(n_samples, bernoulli_zgr)[0]",
+           "return self._ancestral(n_samples, lambda logits: bernoulli_zgr(logits.detach()) + 0 * logits)[0]",
+           (f"{EXACT} -k zgr-analytic",)),
+    Mutant("HVAE ladder: the closed-form KL taken the wrong way round, KL(p || q)",
+           "blackbox_vae/models/hvae.py",
+           "            elbo = elbo - kl_divergence(Bernoulli(logits=logits, validate_args=False),\n"
+           "                                        Bernoulli(logits=p_logits, validate_args=False)).sum(-1)",
+           "            elbo = elbo - kl_divergence(Bernoulli(logits=p_logits, validate_args=False),\n"
+           "                                        Bernoulli(logits=logits, validate_args=False)).sum(-1)",
+           ("tests/test_hvae.py -k analytic",)),
+    Mutant("HVAE reverse: a lower layer's entropy dropped from the closed-form ELBO",
+           "blackbox_vae/models/hvae.py",
+           "            elbo = elbo + q_layer.entropy().sum(-1)",
+           "            elbo = elbo + 0 * q_layer.entropy().sum(-1)",
+           ("tests/test_hvae.py -k analytic",)),
     # ------------------------------------------------------------------ testing kit
     Mutant("assert_unbiased: non-finite draws no longer fail",
            "blackbox_vae/testing/statistics.py",

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from blackbox_vae import GenModel, InfNet, SymmetricLoss
-from blackbox_vae.models import SBNGenModel, SBNInfNet
+from blackbox_vae.latents import map_latents
+from blackbox_vae.models import HVAEGenModel, HVAELadderInfNet, SBNGenModel, SBNInfNet
 
 DATA_DIM, LATENT_DIM = 6, 3
 
@@ -35,6 +36,9 @@ class BorrowingInfNet(InfNet):
 
 def models(borrowing):
     torch.manual_seed(0)
+    if borrowing == "ladder":  # the two-layer ladder HVAE: q's z_1 logits are p's p(z_1|z_0) module plus a_1(x)
+        gen_model = HVAEGenModel(DATA_DIM, (2, LATENT_DIM), hidden=(5,))
+        return HVAELadderInfNet(gen_model, DATA_DIM, hidden=(5,)), gen_model
     gen_model = SBNGenModel(DATA_DIM, LATENT_DIM)
     with torch.no_grad():
         gen_model.prior_logits.normal_()
@@ -50,7 +54,7 @@ def separate_gradients(inf_net, gen_model, batch, n_samples, dreams, seed):
     (the dreams first, then the wake samples): p's gradient from the wake term, q's from the sleep term."""
     torch.manual_seed(seed)
     dreamed_data, dreamed_latents = gen_model.sample(dreams * len(batch))
-    sleep = inf_net(dreamed_data).log_prob(dreamed_latents.unsqueeze(1)).mean()
+    sleep = inf_net(dreamed_data).log_prob(map_latents(lambda z: z.unsqueeze(1), dreamed_latents)).mean()
     latents = inf_net(batch).sample(n_samples)
     wake = gen_model(batch, latents).log_prob(batch, latents).mean()
     p_parameters = list(gen_model.parameters())
@@ -60,7 +64,8 @@ def separate_gradients(inf_net, gen_model, batch, n_samples, dreams, seed):
     return expected
 
 
-@pytest.mark.parametrize("borrowing", [False, True], ids=["separate-networks", "q-borrows-p's-parameter"])
+@pytest.mark.parametrize("borrowing", [False, True, "ladder"],
+                         ids=["separate-networks", "q-borrows-p's-parameter", "ladder-hvae"])
 def test_each_player_gets_only_its_own_update(borrowing):
     inf_net, gen_model = models(borrowing)
     loss = SymmetricLoss(inf_net, gen_model, 3, dreams=2)
@@ -72,12 +77,13 @@ def test_each_player_gets_only_its_own_update(borrowing):
     assert set(parameters) == set(expected)
     for key, parameter in parameters.items():
         torch.testing.assert_close(parameter.grad, expected[key])
-    if borrowing:  # the shared parameter is used by q, so without the projection it would get a sleep gradient
+    if borrowing:  # the shared parameters are used by q, so without the projection they would get a sleep gradient
         torch.manual_seed(5)
         dreamed_data, dreamed_latents = gen_model.sample(2 * len(batch))
-        sleep = inf_net(dreamed_data).log_prob(dreamed_latents.unsqueeze(1)).mean()
-        (leak,) = torch.autograd.grad(sleep, [gen_model.prior_logits])
-        assert leak.abs().max() > 1e-3  # so the test above could fail
+        sleep = inf_net(dreamed_data).log_prob(map_latents(lambda z: z.unsqueeze(1), dreamed_latents)).mean()
+        shared = [gen_model.prior_logits] if borrowing is True else list(gen_model.conditionals.parameters())
+        leak = torch.autograd.grad(sleep, shared)
+        assert max(g.abs().max() for g in leak) > 1e-3  # so the test above could fail
 
 
 def test_value_and_histories():

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--binarization", choices=("static", "dynamic"), help="default: dynamic")
     train.add_argument("--model", choices=MODELS, help=f"default {defaults.model}")
     train.add_argument("--layers", type=_int_list, help="latent units per stochastic layer, e.g. 200,200,200 "
-                       f"(default {','.join(map(str, defaults.layers))})")
+                       "(default 200; 30,100 for the hvae models, top layer first)")
     train.add_argument("--hidden", type=_int_list, help="deterministic hidden widths, e.g. 200,200")
     train.add_argument("--n-classes", type=int, help="categorical: classes per latent (default 10)")
     train.add_argument("--loss", choices=tuple(LOSSES), help=f"estimator (default {defaults.loss})")

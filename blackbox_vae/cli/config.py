@@ -26,8 +26,8 @@ class TrainConfig:
     data_dir: Optional[str] = None  # directory (or .npz file) holding the data files
     binarization: Optional[str] = None  # static | dynamic (default: dynamic; binarized-mnist is static)
     # model
-    model: str = "sbn"  # sbn | categorical | gaussian
-    layers: list[int] = field(default_factory=lambda: [200])  # latent units per stochastic layer
+    model: str = "sbn"  # sbn | categorical | gaussian | hvae-ladder | hvae-reverse
+    layers: Optional[list[int]] = None  # latent units per stochastic layer (default: the model's, see default_layers)
     hidden: list[int] = field(default_factory=list)  # deterministic widths inside each conditional
     n_classes: Optional[int] = None  # classes per latent of the categorical model (default 10)
     # estimator: a name of blackbox_vae.losses.registry.LOSSES, K, and the options of ESTIMATOR_OPTIONS, each
@@ -42,6 +42,7 @@ class TrainConfig:
     gradient: Optional[str] = None
     dreams: Optional[int] = None
     flip_noise: Optional[float] = None
+    analytic_kl: Optional[bool] = None
     # optimization
     steps: int = 3000
     batch_size: int = 64
@@ -72,10 +73,12 @@ class TrainConfig:
         for name in ("steps", "batch_size", "n_samples", "log_every", "eval_every", "eval_k", "checkpoint_every",
                      "seed"):
             setattr(self, name, _integer(name, getattr(self, name), minimum=0 if name == "seed" else 1))
-        from blackbox_vae.models.registry import MODELS
+        from blackbox_vae.models.registry import MODELS, default_layers
 
         if self.model not in MODELS:
             raise ConfigError(f"{_name('model')} must be one of {', '.join(MODELS)}; got {self.model!r}.")
+        if self.layers is None:
+            self.layers = default_layers(self.model)
         if self.n_classes is not None:
             if self.model != "categorical":
                 raise ConfigError(f"{_name('n_classes')} applies to --model categorical, not to --model {self.model}; "

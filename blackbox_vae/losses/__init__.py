@@ -9,6 +9,7 @@ from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
 from blackbox_vae.losses.symmetric import SymmetricLoss
 from blackbox_vae.losses.vimco import VIMCOLoss
+from blackbox_vae.losses.zgr import ZGRLoss
 
 __all__ = [
     "Loss",
@@ -22,4 +23,5 @@ __all__ = [
     "GumbelSoftmaxLoss",
     "TemperatureSchedule",
     "IWAELoss",
+    "ZGRLoss",
 ]

@@ -28,9 +28,14 @@ _HOOK_ADVICE = {
     "relaxed_rsample": "a relaxed (Gumbel-softmax / Concrete) sample of discrete latents; subclass "
                        "RelaxedBernoulliInfNet or RelaxedCategoricalInfNet, implement `relaxed_rsample`, or use a "
                        "score-function estimator such as VIMCOLoss",
+    "zgr_rsample": "exact discrete samples with the ZGR gradient; subclass RelaxedBernoulliInfNet or "
+                   "RelaxedCategoricalInfNet, implement `zgr_rsample` with blackbox_vae.zgr, or use a score-function "
+                   "estimator such as VIMCOLoss",
+    "analytic_elbo": "an ELBO with closed-form KL terms (the hierarchical Bernoulli models in "
+                     "blackbox_vae.models have one); use analytic_kl=False",
 }
 
-Sampler = Literal["sample", "rsample", "relaxed_rsample"]
+Sampler = Literal["sample", "rsample", "relaxed_rsample", "zgr_rsample"]
 
 
 def outside_compiled_graphs(method: Callable) -> Callable:
@@ -189,8 +194,8 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         """Samples K latents from q for ``data`` and scores them under q and p.
 
         ``sampler`` names the InfNet method that draws them: ``"sample"`` (detached latents, as the
-        score-function estimators treat them), ``"rsample"`` or ``"relaxed_rsample"`` (with ``options``,
-        e.g. ``temperature``), whose latents carry the gradient path.
+        score-function estimators treat them), ``"rsample"``, ``"relaxed_rsample"`` (with ``options``,
+        e.g. ``temperature``) or ``"zgr_rsample"``, whose latents carry the gradient path.
 
         Also keeps the detached log-probabilities in ``log_q_`` / ``log_p_``.
 

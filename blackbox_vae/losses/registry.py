@@ -17,6 +17,7 @@ from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
 from blackbox_vae.losses.symmetric import SymmetricLoss
 from blackbox_vae.losses.vimco import VIMCOLoss
+from blackbox_vae.losses.zgr import ZGRLoss
 
 __all__ = ["LOSSES", "LossSpec", "build_loss", "option_choices", "option_default", "ANNEALED_TEMPERATURE",
            "ESTIMATOR_OPTIONS"]
@@ -44,6 +45,7 @@ LOSSES: dict[str, LossSpec] = {
     "rws": LossSpec(RWSLoss, ("phi_update",)),
     "symmetric": LossSpec(SymmetricLoss, ("dreams", "flip_noise")),
     "gumbel-softmax": LossSpec(GumbelSoftmaxLoss, ("temperature", "straight_through")),
+    "zgr": LossSpec(ZGRLoss, ("analytic_kl",)),
     "elbo": LossSpec(ELBOLoss),
     "iwae": LossSpec(IWAELoss, ("gradient",)),
 }

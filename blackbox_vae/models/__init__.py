@@ -3,6 +3,7 @@
 from blackbox_vae.models.categorical import CategoricalGenModel, CategoricalInfNet
 from blackbox_vae.models.deep_sbn import DeepSBNGenModel, DeepSBNInfNet
 from blackbox_vae.models.gaussian_mlp import GaussianMLPGenModel, GaussianMLPInfNet
+from blackbox_vae.models.hvae import HVAEGenModel, HVAELadderInfNet, HVAEReverseInfNet
 from blackbox_vae.models.sbn import SBNGenModel, SBNInfNet
 
 __all__ = [
@@ -14,4 +15,7 @@ __all__ = [
     "CategoricalGenModel",
     "GaussianMLPInfNet",
     "GaussianMLPGenModel",
+    "HVAEGenModel",
+    "HVAELadderInfNet",
+    "HVAEReverseInfNet",
 ]

@@ -17,6 +17,7 @@ from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.models._mlp import mlp
 from blackbox_vae.relaxed import check_temperature, straight_through_sample
+from blackbox_vae.zgr import bernoulli_zgr
 
 __all__ = ["DeepSBNInfNet", "DeepSBNGenModel", "bernoulli_log_prob"]
 
@@ -118,6 +119,16 @@ class DeepSBNInfNet(InfNet):
                 logits = self._logits_above(layer, latents[-1])
             relaxed = RelaxedBernoulli(tau, logits=logits, validate_args=False).rsample()
             latents.append(straight_through_sample(relaxed.detach().round(), relaxed) if straight_through else relaxed)
+        return tuple(latents)
+
+    def zgr_rsample(self, n_samples: int = 1) -> tuple[Tensor, ...]:
+        """Exact {0, 1} samples, layer by layer, with the ZGR (DARN(1/2)) gradient through every layer."""
+        logits = self.params_.unsqueeze(1).expand(-1, n_samples, -1)
+        latents = []
+        for layer in range(len(self.conditionals)):
+            if layer > 0:
+                logits = self._logits_above(layer, latents[-1])
+            latents.append(bernoulli_zgr(logits))
         return tuple(latents)
 
 

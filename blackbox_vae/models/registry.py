@@ -9,10 +9,17 @@ from blackbox_vae.inf_net import InfNet
 from blackbox_vae.models.categorical import CategoricalGenModel, CategoricalInfNet
 from blackbox_vae.models.deep_sbn import DeepSBNGenModel, DeepSBNInfNet
 from blackbox_vae.models.gaussian_mlp import GaussianMLPGenModel, GaussianMLPInfNet
+from blackbox_vae.models.hvae import HVAEGenModel, HVAELadderInfNet, HVAEReverseInfNet
 
-__all__ = ["MODELS", "build_models"]
+__all__ = ["MODELS", "build_models", "default_layers"]
 
-MODELS = ("sbn", "categorical", "gaussian")
+MODELS = ("sbn", "categorical", "gaussian", "hvae-ladder", "hvae-reverse")
+
+
+def default_layers(model: str) -> list[int]:
+    """The latent layers a model gets when none are given: the paper's ``[30, 100]`` for the hierarchical
+    Bernoulli VAEs, ``[200]`` otherwise."""
+    return [30, 100] if model.startswith("hvae") else [200]
 
 
 def build_models(model: str, data_dim: int, likelihood: str = "bernoulli", layers: Sequence[int] = (200,),
@@ -24,7 +31,9 @@ def build_models(model: str, data_dim: int, likelihood: str = "bernoulli", layer
             units; ``hidden`` deterministic widths inside each conditional, ``()`` for linear),
             ``"categorical"`` (``layers[0]`` one-hot latents of ``n_classes`` classes, MLPs of
             ``hidden`` widths, Jang et al.'s 512-256 by default), or ``"gaussian"`` (``layers[0]``
-            Gaussian latents, MLPs of ``hidden`` widths, 200-200 by default).
+            Gaussian latents, MLPs of ``hidden`` widths, 200-200 by default), ``"hvae-ladder"`` /
+            ``"hvae-reverse"`` (hierarchical Bernoulli VAE with ``layers`` units per layer, top first, z_0
+            uniform; tanh MLPs of ``hidden`` widths, 256-256 by default; ladder or reverse encoder).
         data_dim: D.
         likelihood: ``"bernoulli"`` or ``"gaussian"`` (only the Gaussian VAE supports real-valued data).
 
@@ -43,6 +52,12 @@ def build_models(model: str, data_dim: int, likelihood: str = "bernoulli", layer
         encoder_hidden = hidden or [512, 256]
         return (CategoricalInfNet(data_dim, layers[0], n_classes, encoder_hidden),
                 CategoricalGenModel(data_dim, layers[0], n_classes, list(reversed(encoder_hidden))))
+    if model.startswith("hvae"):
+        hidden = hidden or [256, 256]
+        gen_model = HVAEGenModel(data_dim, layers, hidden)
+        if model == "hvae-ladder":
+            return HVAELadderInfNet(gen_model, data_dim, hidden), gen_model
+        return HVAEReverseInfNet(data_dim, layers, hidden), gen_model
     hidden = hidden or [200, 200]
     return (GaussianMLPInfNet(data_dim, layers[0], hidden),
             GaussianMLPGenModel(data_dim, layers[0], hidden, likelihood=likelihood))
