@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Bernoulli, Distribution, Independent
 
 from blackbox_vae._call_state import set_call_state, state_without_call_state
 from blackbox_vae._distributions import check_distribution, shape_of, sum_to_leading
@@ -33,10 +33,12 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     Subclasses implement `forward`, `sample` and `log_prob`, and optionally
     the hooks that some estimators need: `rsample` (a reparameterized sample:
     `ELBOLoss`, `IWAELoss`) and `relaxed_rsample` (a sample from a continuous
-    relaxation of discrete latents: `GumbelSoftmaxLoss`), plus the fused
+    relaxation of discrete latents: `GumbelSoftmaxLoss`), `mean` (post-hoc
+    samplers) and `bit_probabilities` (binary latents' per-bit probabilities:
+    `blackbox_vae.metrics.bit_mutual_information`), plus the fused
     `sample_and_log_prob` / `rsample_and_log_prob` hooks for speed. Each
-    optional hook has a capability flag (`has_rsample`, `has_relaxed_rsample`)
-    that a loss reads at construction. For the common case where q is a
+    optional hook has a capability flag (`has_rsample`, `has_relaxed_rsample`,
+    `has_mean`, `has_bit_probabilities`); a loss reads those it needs at construction. For the common case where q is a
     single ``torch.distributions`` object, subclass `DistributionInfNet`
     instead.
 
@@ -173,6 +175,37 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
         """Whether `mean` works: true when the class implements it."""
         return type(self).mean is not InfNet.mean
 
+    def bit_probabilities(self, n_samples: int = 1) -> tuple[Tensor, ...]:
+        """Optional: for binary latents, q(z_i = 1 | x, the sampled parent layers) of every bit, for the batch
+        last passed to `forward`.
+
+        The layers are drawn ancestrally, as `sample` draws them: the first layer's probabilities depend on
+        x alone (the same for every sample), each deeper layer's on x and the layers drawn before it, one
+        draw per sample. `blackbox_vae.metrics.bit_mutual_information` reads it (the discrete analogue of
+        "active units").
+
+        Args:
+            n_samples: ancestral samples per data point.
+
+        Returns:
+            one tensor per latent tensor, in the order of the latents (a single latent tensor gives a
+            1-tuple), each ``[batch, n_samples, *shape]`` with values in [0, 1].
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.bit_probabilities` is not implemented: per-bit mutual information needs "
+            "q(z_i = 1 | x, parents) for binary latents. Implement it (a tuple of [batch, n_samples, *shape] "
+            "probabilities, one per latent tensor), or subclass RelaxedBernoulliInfNet or DistributionInfNet "
+            "with a Bernoulli distribution."
+        )
+
+    @property
+    def has_bit_probabilities(self) -> bool:
+        """Whether `bit_probabilities` works: true when the class implements it (a subclass may refine this)."""
+        return type(self).bit_probabilities is not InfNet.bit_probabilities
+
     def sample_and_log_prob(self, n_samples: int = 1) -> tuple[Latents, Tensor]:
         """Optional fused hook: ``(latents, log q)`` for ``n_samples`` fresh samples.
 
@@ -272,6 +305,33 @@ class DistributionInfNet(InfNet):
         """Whether `rsample` works: whether the last `forward`'s distribution has one (true before any call)."""
         return self.params_ is None or bool(self.params_.has_rsample)
 
+    def bit_probabilities(self, n_samples: int = 1) -> tuple[Tensor, ...]:
+        """For a Bernoulli distribution (possibly inside ``Independent``): its ``probs``, expanded over samples.
+
+        Args:
+            n_samples: samples per data point (the probabilities are the same for each).
+
+        Returns:
+            a 1-tuple: ``[batch, n_samples, *latent_shape]`` probabilities of z_i = 1 (an expanded view).
+
+        Raises:
+            NotImplementedError: if the last `forward`'s distribution is not a Bernoulli.
+        """
+        dist = self._dist()
+        probs = _bernoulli_probs(dist)
+        if probs is None:
+            raise NotImplementedError(
+                f"`{type(self).__name__}.bit_probabilities`: its distribution is a {type(dist).__name__}, not a "
+                "Bernoulli, so its latents are not bits (has_bit_probabilities is False after this forward).")
+        n_samples = _check_n_samples(n_samples, f"{type(self).__name__}.bit_probabilities")
+        return (probs.unsqueeze(1).expand(probs.shape[0], n_samples, *probs.shape[1:]),)
+
+    @property
+    def has_bit_probabilities(self) -> bool:
+        """Whether `bit_probabilities` works: whether the last `forward`'s distribution is a Bernoulli (possibly
+        inside ``Independent``); true before any call, like `has_rsample`, as the distribution is not known yet."""
+        return self.params_ is None or _bernoulli_probs(self.params_) is not None
+
     def mean(self) -> Tensor:
         """E[z | x] = the distribution's mean: ``[batch, *latent_shape]``."""
         return self._dist().mean
@@ -328,3 +388,17 @@ class DistributionInfNet(InfNet):
                 f"[batch, n_samples, *latent_shape] = ({expected[0]}, n_samples{''.join(f', {d}' for d in expected[1:])})."
             )
         return dist
+
+
+def _bernoulli_probs(dist: Distribution) -> Tensor | None:
+    """The ``probs`` of a Bernoulli (unwrapping ``Independent``), ``[*batch_shape, *event_shape]``; else None."""
+    while isinstance(dist, Independent):
+        dist = dist.base_dist
+    return dist.probs if isinstance(dist, Bernoulli) else None
+
+
+def _check_n_samples(n_samples: object, owner: str) -> int:
+    """``n_samples`` as an int, or a ValueError naming ``owner`` unless it is a positive int."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"`{owner}`: `n_samples` must be a positive int; got {n_samples!r}.")
+    return n_samples

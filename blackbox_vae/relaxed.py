@@ -88,6 +88,11 @@ class RelaxedBernoulliInfNet(_DiscreteInfNet):
     def distribution(self, data: Tensor) -> Bernoulli:
         return Bernoulli(logits=self.logits(data), validate_args=False)
 
+    @property
+    def has_bit_probabilities(self) -> bool:
+        """True: the latents are bits, and `bit_probabilities` gives sigmoid(logits) for every sample."""
+        return True
+
     def relaxed_rsample(self, n_samples: int = 1, *, temperature: float, straight_through: bool = False) -> Tensor:
         """Relaxed Bernoulli (binary Concrete) samples ``[batch, n_samples, *latent_shape]``.
 
@@ -122,6 +127,11 @@ class RelaxedCategoricalInfNet(_DiscreteInfNet):
 
     def distribution(self, data: Tensor) -> OneHotCategorical:
         return OneHotCategorical(logits=self.logits(data), validate_args=False)
+
+    @property
+    def has_bit_probabilities(self) -> bool:
+        """False: one-hot latents are not independent bits (`bit_probabilities` raises)."""
+        return False
 
     def log_prob(self, latents: Tensor) -> Tensor:
         """``sum_i z_i log pi_i`` over classes and latents: ``[batch, n_samples]``.

@@ -274,6 +274,7 @@ def test_an_evaluation_that_fails_does_not_lose_the_steps(tmp_path, monkeypatch)
             return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
 
     assert rows(out) == rows(tmp_path / "whole")
+    assert (out / "bit_information.csv").read_text() == (tmp_path / "whole" / "bit_information.csv").read_text()
 
 
 def test_resume_takes_the_saved_settings_and_writes_the_uninterrupted_rows(tmp_path, monkeypatch):
@@ -304,6 +305,8 @@ def test_resume_takes_the_saved_settings_and_writes_the_uninterrupted_rows(tmp_p
             return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
 
     assert rows("whole") == rows("cut")
+    bits = [(tmp_path / run / "bit_information.csv").read_text() for run in ("whole", "cut")]
+    assert bits[0] == bits[1]
 
 
 def test_no_terminal_prints_a_line_per_evaluation(tmp_path, capsys):

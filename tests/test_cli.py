@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,19 @@ def test_train_evaluate_sample(tmp_path, capsys, flags):
     assert [int(r["step"]) for r in rows] == [5, 10, 15, 20]
     assert [r["valid_bound"] != "" for r in rows] == [False, True, False, True]
     assert all(float(r["train_bound"]) < 0 or "gaussian-2d" in flags for r in rows)
+    binary = flags[flags.index("--model") + 1] == "sbn"  # per-bit information: only for binary latents
+    assert [r["active_bits"] != "" for r in rows] == [False, binary, False, binary]
+    assert (out / "bit_information.csv").is_file() == binary
+    if binary:
+        with open(out / "bit_information.csv") as handle:
+            bits = list(csv.reader(handle))
+        layers = [int(h) for h in flags[flags.index("--layers") + 1].split(",")]
+        assert bits[0] == ["step", *(f"z{layer}_{i}" for layer, h in enumerate(layers) for i in range(h))]
+        assert [row[0] for row in bits[1:]] == ["10", "20"]
+        information = [float(v) for v in bits[-1][1:]]
+        assert all(0 <= v <= math.log(2) for v in information)
+        assert float(rows[-1]["bit_information"]) == pytest.approx(sum(information))
+        assert int(rows[-1]["active_bits"]) == sum(v > 0.01 for v in information)
 
     assert main(["evaluate", str(out), "--k", "7", "--batch-size", "64", "--sample-chunk", "3"]) == 0
     entries = json.loads((out / "evaluation.json").read_text())
@@ -70,6 +84,32 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
     assert whole["loss"]["_extra_state"]["loss_history"] == resumed["loss"]["_extra_state"]["loss_history"]
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(whole["metrics"]) == strip(resumed["metrics"])
+    assert all(row["active_bits"] != "" for row in whole["metrics"] if row["valid_bound"] != "")
+    assert whole["bit_information"]["columns"] == resumed["bit_information"]["columns"]
+    assert torch.equal(whole["bit_information"]["rows"], resumed["bit_information"]["rows"])
+    assert resumed["bit_information"]["rows"][:, 0].tolist() == [10, 20]
+    assert (tmp_path / "whole" / "bit_information.csv").read_text() == (interrupted / "bit_information.csv").read_text()
+
+
+def test_a_checkpoint_from_before_bit_information_resumes(tmp_path):
+    """Checkpoints without per-bit information (and metrics rows without its columns) resume; the file then
+    holds the evaluations after the resume."""
+    from blackbox_vae.cli.checkpoint import save_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY[:-12], "--steps", "10", *TINY[2:], "--layers", "4"]) == 0
+    state = load_checkpoint(out / "checkpoint.pt")
+    del state["bit_information"], state["format"]
+    state["metrics"] = [{k: v for k, v in row.items() if k not in ("active_bits", "bit_information")}
+                        for row in state["metrics"]]
+    save_checkpoint(out / "checkpoint.pt", state)
+    assert main(["train", "--out", str(out), "--resume", *TINY, "--layers", "4"]) == 0
+    with open(out / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["step"], r["active_bits"] != "") for r in rows] == [("5", False), ("10", False), ("15", False),
+                                                                   ("20", True)]
+    with open(out / "bit_information.csv") as handle:
+        assert [row[0] for row in csv.reader(handle)] == ["step", "20"]
 
 
 def test_config_file_with_flags_overriding(tmp_path):
@@ -256,3 +296,33 @@ def test_every_sampler_is_reachable_by_name():
         destinations = {action.dest: action for action in commands[command]._actions}
         assert set(destinations["sampler"].choices) == set(SAMPLERS)
         assert set(SAMPLER_OPTIONS) <= set(destinations), command  # every sampler option has a flag
+
+
+def test_sample_chain_limiting_is_the_markov_chain_sampler(tmp_path, capsys):
+    """`--chain limiting --steps N` is `--sampler markov-chain --chain-steps N`; misuses are one-line errors."""
+    run = tmp_path / "sbn"
+    train(run, "--model", "sbn", "--layers", "6", "--loss", "vimco", "--n-samples", "3")
+    capsys.readouterr()
+    assert main(["sample", str(run), "--chain", "limiting", "--steps", "3", "-n", "4"]) == 0
+    assert (run / "samples-markov-chain.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["sample", str(run), "--chain", "limiting", "--sampler", "markov-chain", "--chain-start", "data",
+                 "-n", "4", "--out", str(tmp_path / "data.png")]) == 0
+    assert (tmp_path / "data.png").is_file()
+    for flags, message in (
+            (["--chain", "limiting", "--sampler", "gmm"], "--chain limiting is --sampler markov-chain; it cannot be "
+                                                          "combined with --sampler gmm"),
+            (["--steps", "3"], "--steps 3 counts the steps of a --chain; add --chain limiting"),
+            (["--sampler", "markov-chain", "--steps", "3"], "--steps 3 counts the steps of a --chain"),
+            (["--chain", "limiting", "--steps", "3", "--chain-steps", "4"], "--steps 3 and --chain-steps 4 both")):
+        assert main(["sample", str(run), *flags]) == 2, flags
+        error = capsys.readouterr().err
+        assert error.startswith("blackbox-vae sample: error: ") and message in error and error.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["sample", str(run), "--chain", "stationary"])  # choices come from samplers.CHAINS
+    capsys.readouterr()
+
+    from blackbox_vae.cli import _sampler_choice, build_parser  # evaluate takes the same flags
+
+    args = build_parser().parse_args(["evaluate", str(run), "--fid", "--chain", "limiting", "--steps", "7"])
+    assert _sampler_choice(args) == ("markov-chain", {"chain_steps": 7})
+    assert _sampler_choice(build_parser().parse_args(["sample", str(run)])) == ("prior", {})

@@ -7,7 +7,7 @@ import torch
 
 import blackbox_vae.testing as kit
 from blackbox_vae.models import CategoricalGenModel, CategoricalInfNet, GaussianMLPGenModel, GaussianMLPInfNet
-from blackbox_vae.models import SBNGenModel, SBNInfNet
+from blackbox_vae.models import DeepSBNGenModel, DeepSBNInfNet, SBNGenModel, SBNInfNet
 from blackbox_vae.testing import (
     ContractError,
     assert_unbiased,
@@ -69,9 +69,10 @@ def test_multisets_and_tuples_agree(k):
 @pytest.mark.parametrize("inf_net, gen_model, data", [
     (SBNInfNet(6, 3), SBNGenModel(6, 3), DATA),
     (TwoLayerSBNInfNet(6, 3, 2), TwoLayerSBNGenModel(6, 3, 2), DATA),
+    (DeepSBNInfNet(6, [3, 2]), DeepSBNGenModel(6, [3, 2]), DATA),
     (CategoricalInfNet(6, 2, 3, hidden=()), CategoricalGenModel(6, 2, 3, hidden=()), DATA),
     (GaussianMLPInfNet(3, 2), GaussianMLPGenModel(3, 2), torch.randn(4, 3)),
-], ids=["sbn", "two-layer-dict-latents", "categorical", "gaussian"])
+], ids=["sbn", "two-layer-dict-latents", "deep-sbn", "categorical", "gaussian"])
 def test_library_and_test_models_satisfy_the_contract(inf_net, gen_model, data):
     check_inf_net(inf_net, data)
     check_gen_model(gen_model, data)
@@ -109,7 +110,20 @@ class UnsummedLogProb(SBNInfNet):
         return torch.distributions.Bernoulli(logits=self.params_.logits.unsqueeze(1)).log_prob(latents)
 
 
+class BitLogits(SBNInfNet):
+    def bit_probabilities(self, n_samples=1):
+        return (self.params_.logits.unsqueeze(1).expand(-1, n_samples, -1),)
+
+
+class BitsSwapped(SBNInfNet):
+    def bit_probabilities(self, n_samples=1):
+        return (super().bit_probabilities(n_samples)[0].transpose(0, 1),)
+
+
 @pytest.mark.parametrize("broken, message", [
+    (BitLogits, r"`BitLogits.bit_probabilities` returned values outside \[0, 1\] for latents: .* not logits"),
+    (BitsSwapped, r"`BitsSwapped.bit_probabilities\(3\)` returned shape \(3, 4, 3\) for latents; expected .* "
+                  r"= \(4, 3, 3\)"),
     (Unnormalized, r"probabilities exp\(log_prob\) sum to 1\.\d+ > 1: `log_prob` is not normalized"),
     (MixesSamples, r"of 3 samples differs from 3 calls with one sample each"),
     (SharperSampler, r"samples and log-probabilities disagree"),

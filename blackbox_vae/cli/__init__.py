@@ -126,10 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
     """The post-hoc sampler flags of `sample` and `evaluate` (blackbox_vae.samplers)."""
-    from blackbox_vae.samplers import SAMPLERS
+    from blackbox_vae.samplers import CHAINS, SAMPLERS
 
-    parser.add_argument("--sampler", choices=tuple(SAMPLERS), default="prior",
-                        help="how latents are drawn: the prior, or a density fitted to the training split's codes")
+    parser.add_argument("--sampler", choices=tuple(SAMPLERS),
+                        help="how latents are drawn: the prior (default), or a density fitted to the training split's "
+                             "codes")
+    parser.add_argument("--chain", choices=tuple(CHAINS), help="sample a Markov chain's distribution: "
+                        + ", ".join(f"{name} is --sampler {sampler}" for name, sampler in CHAINS.items()))
+    parser.add_argument("--steps", type=_positive_int, help="with --chain: the chain's steps (its --chain-steps)")
     parser.add_argument("--components", type=_positive_int, help="gmm, bernoulli-mixture: mixture components (10)")
     parser.add_argument("--flow", choices=("maf", "iaf"), help="flow: the kind (maf)")
     parser.add_argument("--fit-epochs", type=_positive_int, help="flow, two-stage, autoregressive: at most this many "
@@ -142,9 +146,33 @@ def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
                         "(default: the mean; for evaluate --fid on binary data, a sample, as the data are binary)")
 
 
-def _sampler_options(args: argparse.Namespace) -> dict:
+def _sampler_choice(args: argparse.Namespace) -> tuple[str, dict]:
+    """The sampler's name and options from the sampler flags; ``--chain NAME --steps N`` is read as the sampler
+    `CHAINS` names with ``--chain-steps N``.
+
+    Raises:
+        ConfigError: for ``--chain`` with another ``--sampler``, ``--steps`` without ``--chain``, or ``--steps``
+            with ``--chain-steps``.
+    """
+    from blackbox_vae.samplers import CHAINS
+
+    sampler = args.sampler or "prior"
     names = ("components", "flow", "fit_epochs", "chain_steps", "chain_start", "codes", "decode")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if args.steps is not None and args.chain is None:
+        raise ConfigError(f"--steps {args.steps} counts the steps of a --chain; add --chain "
+                          f"{'/'.join(CHAINS)}, or use --chain-steps with --sampler markov-chain.")
+    if args.chain is not None:
+        if args.sampler not in (None, CHAINS[args.chain]):
+            raise ConfigError(f"--chain {args.chain} is --sampler {CHAINS[args.chain]}; it cannot be combined with "
+                              f"--sampler {args.sampler}: give one of the two.")
+        sampler = CHAINS[args.chain]
+        if args.steps is not None:
+            if "chain_steps" in options:
+                raise ConfigError(f"--steps {args.steps} and --chain-steps {options['chain_steps']} both set the "
+                                  "chain's steps: give one of the two.")
+            options["chain_steps"] = args.steps
+    return sampler, options
 
 
 def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
@@ -216,14 +244,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             from blackbox_vae.cli.commands import evaluate
 
+            sampler, options = _sampler_choice(args)
             result = evaluate(args.run_dir, args.k, args.split, args.batch_size, args.sample_chunk, args.device,
-                              args.seed, args.limit, fid=args.fid, sampler=args.sampler,
-                              sampler_options=_sampler_options(args), fid_samples=args.fid_samples)
+                              args.seed, args.limit, fid=args.fid, sampler=sampler, sampler_options=options,
+                              fid_samples=args.fid_samples)
             print(json.dumps(result, indent=1))
             print(f"{args.split} log-likelihood (K={args.k}, n={result['n']}): {result['log_likelihood']:.4f} "
                   f"± {result['standard_error']:.4f} nats")
             if args.fid:
-                print(f"{args.sampler} samples: FID {result['fid']:.3f}, precision {result['precision']:.3f}, recall "
+                print(f"{sampler} samples: FID {result['fid']:.3f}, precision {result['precision']:.3f}, recall "
                       f"{result['recall']:.3f} ({result['feature_network']})")
         elif args.command == "train-classifier":
             from blackbox_vae.cli.commands import train_classifier
@@ -233,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from blackbox_vae.cli.commands import sample
 
-            print(f"wrote {sample(args.run_dir, args.n, args.out, args.device, args.seed, args.sampler, _sampler_options(args))}")
+            sampler, options = _sampler_choice(args)
+            print(f"wrote {sample(args.run_dir, args.n, args.out, args.device, args.seed, sampler, options)}")
     except (ConfigError, CheckpointError, DataFileError, TrainingError) as error:
         print(f"blackbox-vae {args.command}: error: {error}", file=sys.stderr)
         return 2

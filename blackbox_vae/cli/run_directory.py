@@ -26,7 +26,8 @@ __all__ = ["RunLock", "RUN_FILES", "check_run_directory", "clear_old_run"]
 
 LOCK_NAME = ".lock"
 #: The files a run consists of: what --overwrite deletes.
-RUN_FILES = ("checkpoint.pt", "config.json", "metrics.csv", "loss_curve.png", "evaluation.json", "samples.png")
+RUN_FILES = ("checkpoint.pt", "config.json", "metrics.csv", "bit_information.csv", "loss_curve.png", "evaluation.json",
+             "samples.png")
 #: The files that make a directory hold a run worth protecting (a config.json alone is a run that never
 #: reached its first checkpoint: there is nothing to lose).
 RUN_KEEPERS = ("checkpoint.pt", "metrics.csv", "evaluation.json")

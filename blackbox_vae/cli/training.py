@@ -24,11 +24,17 @@ from blackbox_vae.data import BatchStream, Dataset, load_dataset
 from blackbox_vae.evaluation import log_likelihood_bound
 from blackbox_vae.losses.base import Loss
 from blackbox_vae.losses.registry import LOSSES, build_loss
+from blackbox_vae.metrics.information import bit_mutual_information
 from blackbox_vae.models.registry import MODELS, build_models
 
 __all__ = ["Run", "build_run", "train", "resolve_device", "TrainingError"]
 
-METRICS_FIELDS = ("step", "seconds", "train_bound", "valid_bound")
+METRICS_FIELDS = ("step", "seconds", "train_bound", "valid_bound", "active_bits", "bit_information")
+#: A bit with more mutual information than this (nats) with its input counts in metrics.csv's ``active_bits``.
+ACTIVE_BIT_THRESHOLD = 0.01
+#: Validation rows the per-bit information is estimated on (a fixed random subset of them when there are more).
+BIT_INFORMATION_ROWS = 1000
+BIT_INFORMATION_FILE = "bit_information.csv"
 
 
 class TrainingError(RuntimeError):
@@ -111,6 +117,8 @@ class _Progress:
     elapsed: float = 0.0
     metrics: list[dict] = field(default_factory=list)
     last_logged: int = 0
+    bit_columns: list[str] = field(default_factory=list)  # bit_information.csv's columns after "step"
+    bit_rows: list[list[float]] = field(default_factory=list)  # [step, information of each bit]
 
 
 def _validation_bound(run: Run, data: torch.Tensor, step: int) -> float:
@@ -118,6 +126,23 @@ def _validation_bound(run: Run, data: torch.Tensor, step: int) -> float:
     with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
         torch.manual_seed((run.config.seed * 1_000_003 + step) % 2**63)
         return log_likelihood_bound(run.inf_net, run.gen_model, data, n_samples=run.config.eval_k).mean().item()
+
+
+def _bit_information(run: Run, data: torch.Tensor, step: int) -> list[torch.Tensor] | None:
+    """Each layer's per-bit mutual information (nats) on at most `BIT_INFORMATION_ROWS` validation rows, or
+    None when the inference network has no `bit_probabilities` hook; drawn from a forked RNG, like the bound."""
+    inf_net = run.inf_net
+    if inf_net.has_bit_probabilities:
+        with torch.no_grad():
+            inf_net(data[:1])  # a DistributionInfNet knows whether its latents are bits only after a forward
+    if not inf_net.has_bit_probabilities:
+        return None
+    if len(data) > BIT_INFORMATION_ROWS:  # the same rows at every evaluation
+        rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:BIT_INFORMATION_ROWS]
+        data = data[rows.sort().values.to(data.device)]
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+        torch.manual_seed(((run.config.seed * 1_000_003 + step) % 2**63) ^ 0x5EED)  # not the bound's seed
+        return list(bit_mutual_information(inf_net, data, batch_size=run.config.batch_size))
 
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
@@ -151,6 +176,9 @@ def _restore(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, pa
     # the step of the last metrics row, so that the next row averages the same steps as without the interruption
     last_logged = state.get("last_logged", state["step"])  # checkpoints of format 1 did not record it
     progress = _Progress(state["step"], state["elapsed"], list(state["metrics"]), last_logged)
+    if "bit_information" in state:  # checkpoints from before per-bit information have none
+        progress.bit_columns = list(state["bit_information"]["columns"])
+        progress.bit_rows = state["bit_information"]["rows"].tolist()
     if progress.step >= run.config.steps:
         raise ConfigError(f"the checkpoint in {path.parent} is already at step {progress.step}; pass --steps above "
                           f"{progress.step} to train further.")
@@ -186,9 +214,18 @@ def _monitor(run: Run, progress: _Progress, valid: torch.Tensor, started: float)
         raise FloatingPointError(f"the training bound became {train_bound} by step {step} "
                                  f"({config.loss} on {config.data}); lower --lr, or check the model.")
     elapsed = time.perf_counter() - started
-    row = {"step": step, "seconds": round(elapsed, 3), "train_bound": train_bound, "valid_bound": ""}
+    row = {"step": step, "seconds": round(elapsed, 3), "train_bound": train_bound, "valid_bound": "",
+           "active_bits": "", "bit_information": ""}
+    bits = None
     if evaluating:
+        bits = _bit_information(run, valid, step)
         row["valid_bound"] = _validation_bound(run, valid, step)
+    if bits is not None:
+        values = torch.cat([layer.flatten() for layer in bits]).cpu()  # [n_bits], layer by layer
+        row["active_bits"] = int((values > ACTIVE_BIT_THRESHOLD).sum())
+        row["bit_information"] = values.sum().item()
+        progress.bit_columns = [f"z{layer}_{bit}" for layer, info in enumerate(bits) for bit in range(info.numel())]
+        progress.bit_rows.append([float(step), *values.tolist()])
     progress.last_logged, progress.elapsed = step, elapsed
     progress.metrics.append(row)
     return row
@@ -202,23 +239,34 @@ def _report(row: dict, run: Run, bar) -> None:
             postfix["valid"] = f"{row['valid_bound']:.3f}"
         bar.set_postfix(postfix)
     elif row["valid_bound"] != "":
+        bits = "" if row["active_bits"] == "" else (f"; {row['active_bits']} active bits, "
+                                                     f"{row['bit_information']:.2f} nats of bit information")
         print(f"step {row['step']}/{run.config.steps} ({row['seconds']:.1f} s): training bound {row['train_bound']:.4f}, "
-              f"validation bound (K={run.config.eval_k}) {row['valid_bound']:.4f} nats", flush=True)
+              f"validation bound (K={run.config.eval_k}) {row['valid_bound']:.4f} nats{bits}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------- save
 def _save(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, progress: _Progress, out: Path) -> None:
-    """Writes the checkpoint (atomically) and ``metrics.csv``."""
+    """Writes the checkpoint (atomically), ``metrics.csv`` and, for binary latents, ``bit_information.csv``."""
     rng = {"torch": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else []}
+    bit_information = {"columns": progress.bit_columns,
+                       "rows": torch.tensor(progress.bit_rows, dtype=torch.float64).reshape(
+                           len(progress.bit_rows), 1 + len(progress.bit_columns))}
     save_checkpoint(out / CHECKPOINT_NAME, {
         "config": run.config.to_dict(), "step": progress.step, "elapsed": progress.elapsed,
         "loss": run.loss.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng,
-        "stream": stream.state_dict(), "metrics": progress.metrics, "last_logged": progress.last_logged})
+        "stream": stream.state_dict(), "metrics": progress.metrics, "last_logged": progress.last_logged,
+        "bit_information": bit_information})
     with open(out / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)  # rows of older checkpoints: empty bit columns
         writer.writeheader()
         writer.writerows(progress.metrics)
+    if progress.bit_rows:
+        with open(out / BIT_INFORMATION_FILE, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["step", *progress.bit_columns])
+            writer.writerows([int(row[0]), *row[1:]] for row in progress.bit_rows)
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool | None = None,
@@ -227,11 +275,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
 
     Writes ``config.json`` (the settings that took effect), ``checkpoint.pt`` (every ``checkpoint_every``
     steps and at the end; each replaces the last), ``metrics.csv`` (a row per ``log_every`` steps; the
-    validation bound every ``eval_every``) and ``loss_curve.png``. Every setting is checked before the data
-    are read; the run directory is locked while training writes there (`RunLock`), and a directory that
-    holds a run is continued only with ``resume`` and replaced only with ``overwrite``. With ``resume``,
-    continues from ``checkpoint.pt`` and reproduces an uninterrupted run bit for bit on CPU (all randomness
-    comes from saved generators; evaluation draws from a forked one), metrics rows included.
+    validation bound every ``eval_every``, with the summary of the per-bit information for binary latents:
+    ``active_bits`` and ``bit_information``), ``bit_information.csv`` (for binary latents: every bit's
+    mutual information with its input at each evaluation) and ``loss_curve.png``. Every setting is checked
+    before the data are read; the run directory is locked while training writes there (`RunLock`), and a
+    directory that holds a run is continued only with ``resume`` and replaced only with ``overwrite``. With
+    ``resume``, continues from ``checkpoint.pt`` and reproduces an uninterrupted run bit for bit on CPU (all
+    randomness comes from saved generators; evaluation draws from a forked one), metrics rows and bit
+    information included.
 
     Args:
         config: the settings.

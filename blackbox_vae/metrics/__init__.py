@@ -1,4 +1,5 @@
-"""Sample-quality metrics: FID and precision/recall on the features of a small classifier of the data set.
+"""Sample-quality metrics: FID and precision/recall on the features of a small classifier of the data set;
+and a latent-usage diagnostic, the mutual information of each binary latent bit (`bit_mutual_information`).
 
 ```python
 network, info = load_feature_network("mnist")          # trained once: blackbox-vae train-classifier --data mnist
@@ -27,6 +28,7 @@ from blackbox_vae.metrics.features import (
     load_feature_network,
     train_feature_network,
 )
+from blackbox_vae.metrics.information import bit_mutual_information
 from blackbox_vae.metrics.quality import frechet_distance, precision_recall
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "sample_quality",
     "labelled_images",
     "FEATURE_DATA",
+    "bit_mutual_information",
 ]
 
 #: The data set whose feature network scores each data set's samples (binarized MNIST's images are MNIST's).

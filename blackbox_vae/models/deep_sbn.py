@@ -14,7 +14,7 @@ from torch.distributions import RelaxedBernoulli
 
 from blackbox_vae._call_state import set_call_state
 from blackbox_vae.gen_model import GenModel
-from blackbox_vae.inf_net import InfNet
+from blackbox_vae.inf_net import InfNet, _check_n_samples
 from blackbox_vae.models._mlp import mlp
 from blackbox_vae.relaxed import check_temperature, straight_through_sample
 from blackbox_vae.zgr import bernoulli_zgr
@@ -96,6 +96,26 @@ class DeepSBNInfNet(InfNet):
         for layer in range(1, len(self.conditionals)):
             log_q = log_q + bernoulli_log_prob(self._logits_above(layer, latents[layer - 1]), latents[layer])
         return log_q
+
+    def bit_probabilities(self, n_samples: int = 1) -> tuple[Tensor, ...]:
+        """q(z_l = 1 | z_{l-1}) per layer, each layer conditioned on a sample of the layer below (z_0 = x).
+
+        Vectorized over samples: layer 1's probabilities are sigmoid of `forward`'s logits, expanded; each
+        deeper layer's are computed from ``[batch, n_samples, H_{l-1}]`` draws of the layer below.
+
+        Args:
+            n_samples: ancestral samples per data point.
+
+        Returns:
+            ``(p_1, ..., p_L)``, each ``[batch, n_samples, H_l]``.
+        """
+        n_samples = _check_n_samples(n_samples, f"{type(self).__name__}.bit_probabilities")
+        probs = torch.sigmoid(self.params_).unsqueeze(1).expand(-1, n_samples, -1)  # [batch, K, H_1]
+        layers = [probs]
+        for layer in range(1, len(self.conditionals)):
+            below = torch.bernoulli(layers[-1].detach())  # [batch, K, H_{l-1}]
+            layers.append(torch.sigmoid(self._logits_above(layer, below)))  # [batch, K, H_l]
+        return tuple(layers)
 
     def relaxed_rsample(self, n_samples: int = 1, *, temperature: float,
                         straight_through: bool = False) -> tuple[Tensor, ...]:

@@ -45,6 +45,7 @@ __all__ = [
     "MarkovChainSampler",
     "SAMPLERS",
     "SAMPLER_OPTIONS",
+    "CHAINS",
     "build_sampler",
 ]
 
@@ -58,6 +59,11 @@ SAMPLERS = {
     "autoregressive": AutoregressiveSampler,
     "markov-chain": MarkovChainSampler,
 }
+
+
+#: The command line's ``--chain NAME`` -> the sampler it stands for, with ``--steps N`` its ``--chain-steps N``:
+#: ``limiting`` draws from the limiting distribution of the chain x -> z ~ q(z|x) -> x ~ p(x|z).
+CHAINS = {"limiting": "markov-chain"}
 
 
 #: Command-line options of the samplers: option -> (the samplers that take it, their keyword argument).

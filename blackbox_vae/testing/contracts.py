@@ -13,6 +13,8 @@ what to fix:
 - ``log_prob`` is differentiable in the model's parameters, and ``rsample`` / ``relaxed_rsample`` (where
   the capability flags ``has_rsample`` / ``has_relaxed_rsample`` say they work) carry a gradient path;
 - ``log_prob`` is vectorized over samples: scoring K samples at once equals K calls with one each;
+- where ``has_bit_probabilities`` says it works, ``bit_probabilities(K)`` returns one tensor per latent
+  tensor, each of its latent's shape ``[batch, K, *shape]`` with values in [0, 1], and the latents are bits;
 - ``sample`` and ``log_prob`` agree: for discrete values, the empirical frequency of every drawn
   configuration matches ``exp(log_prob)`` (a z-test per configuration, Bonferroni-corrected, at the
   stated false-failure rate).
@@ -138,6 +140,31 @@ def _sample_counts(n_samples: int, batch: int) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
+def _check_bit_probabilities(inf_net: InfNet, latents: Latents, n_samples: int, name: str) -> None:
+    """``bit_probabilities(n_samples)``: one ``[batch, n_samples, *shape]`` tensor in [0, 1] per (binary) latent."""
+    try:
+        probs = inf_net.bit_probabilities(n_samples)
+    except NotImplementedError as error:
+        raise ContractError(f"`{name}.has_bit_probabilities` is True, but `{name}.bit_probabilities` raised "
+                            f"NotImplementedError ({error}); a capability flag must say whether the method "
+                            "works.") from error
+    leaves = latent_leaves(latents)
+    _expect(isinstance(probs, tuple) and len(probs) == len(leaves) and all(isinstance(p, Tensor) for p in probs),
+            f"`{name}.bit_probabilities` must return a tuple of {len(leaves)} tensor(s), one per latent tensor "
+            f"in the order of the latents; got {type(probs).__name__}"
+            f"{f' of {len(probs)}' if isinstance(probs, (tuple, list)) else ''}.")
+    for (path, leaf), p in zip(leaves, probs):
+        _expect(bool(((leaf == 0) | (leaf == 1)).all()),
+                f"`{name}.has_bit_probabilities` is True, but `{name}.sample` drew {path} with values other "
+                "than 0 and 1: the hook is for binary latents.")
+        _expect(tuple(p.shape) == tuple(leaf.shape),
+                f"`{name}.bit_probabilities({n_samples})` returned shape {tuple(p.shape)} for {path}; expected "
+                f"its shape [batch, n_samples, *shape] = {tuple(leaf.shape)}.")
+        _expect(bool(((p >= 0) & (p <= 1)).all()),
+                f"`{name}.bit_probabilities` returned values outside [0, 1] for {path}: it must return the "
+                "probabilities q(z_i = 1 | ...), not logits.")
+
+
 def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequency_samples: int = 4000,
                   false_failure_rate: float = 1e-3, relaxed_temperature: float = 0.5) -> None:
     """Checks an InfNet against the contract the losses rely on.
@@ -183,6 +210,9 @@ def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequenc
         _expect(all(leaf.requires_grad for _, leaf in latent_leaves(drawn)),
                 f"`{name}.{sampler}` returned samples without a gradient path; reparameterize them "
                 "(loc + scale * noise) instead of sampling under no_grad.")
+
+    if inf_net.has_bit_probabilities:
+        _check_bit_probabilities(inf_net, latents, n_samples, name)
 
     if _is_discrete(latents):
         with torch.no_grad():
