@@ -32,8 +32,12 @@ def train(out, *flags):
     ["--model", "gaussian", "--layers", "2", "--hidden", "16", "--loss", "iwae", "--gradient", "dreg"],
     ["--data", "gaussian-2d", "--model", "gaussian", "--layers", "2", "--hidden", "16", "--loss", "elbo",
      "--n-samples", "1"],
+    ["--model", "hvae-ladder", "--layers", "3,5", "--hidden", "16", "--loss", "zgr", "--analytic-kl", "true",
+     "--n-samples", "1"],
+    ["--model", "hvae-reverse", "--layers", "3,5", "--hidden", "16", "--loss", "symmetric", "--flip-noise", "0.01",
+     "--n-samples", "1"],
 ], ids=["sbn3-vimco", "sbn-sf-loo", "sbn-nvil", "sbn2-rws-ws", "sbn-gumbel-anneal", "categorical-gumbel-st",
-        "gaussian-iwae-dreg", "gaussian-2d-elbo"])
+        "gaussian-iwae-dreg", "gaussian-2d-elbo", "hvae-ladder-zgr", "hvae-reverse-symmetric"])
 def test_train_evaluate_sample(tmp_path, capsys, flags):
     out = tmp_path / "run"
     train(out, *flags)
@@ -46,7 +50,7 @@ def test_train_evaluate_sample(tmp_path, capsys, flags):
     assert [int(r["step"]) for r in rows] == [5, 10, 15, 20]
     assert [r["valid_bound"] != "" for r in rows] == [False, True, False, True]
     assert all(float(r["train_bound"]) < 0 or "gaussian-2d" in flags for r in rows)
-    binary = flags[flags.index("--model") + 1] == "sbn"  # per-bit information: only for binary latents
+    binary = flags[flags.index("--model") + 1] in ("sbn", "hvae-ladder", "hvae-reverse")  # only binary latents
     assert [r["active_bits"] != "" for r in rows] == [False, binary, False, binary]
     assert (out / "bit_information.csv").is_file() == binary
     if binary:
@@ -326,3 +330,11 @@ def test_sample_chain_limiting_is_the_markov_chain_sampler(tmp_path, capsys):
     args = build_parser().parse_args(["evaluate", str(run), "--fid", "--chain", "limiting", "--steps", "7"])
     assert _sampler_choice(args) == ("markov-chain", {"chain_steps": 7})
     assert _sampler_choice(build_parser().parse_args(["sample", str(run)])) == ("prior", {})
+
+
+def test_hvae_models_take_the_papers_layers_by_default(tmp_path):
+    train(tmp_path / "run", "--model", "hvae-ladder", "--hidden", "8", "--loss", "zgr", "--n-samples", "1")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["layers"] == [30, 100] and config["analytic_kl"] is False
+    train(tmp_path / "sbn", "--loss", "vimco")
+    assert json.loads((tmp_path / "sbn" / "config.json").read_text())["layers"] == [200]

@@ -123,7 +123,7 @@ class HVAEGenModel(GenModel):
     Shapes: data ``[batch, D]``; latents a tuple ``(z_0, ..., z_{L-1})`` of ``[batch, n_samples, H_l]``.
     """
 
-    def __init__(self, data_dim: int, layers: Sequence[int] = (30, 100), hidden: Sequence[int] = (256, 256),
+    def __init__(self, data_dim: int, layers: Sequence[int] = (30, 100), hidden: Sequence[int] = (256,),
                  architecture: Architecture = "mlp"):
         super().__init__()
         layers = _check(layers, hidden, architecture, data_dim, "HVAEGenModel")
@@ -260,7 +260,7 @@ class HVAELadderInfNet(_HVAEInfNet):
     Shapes: data ``[batch, D]``; latents ``(z_0, ..., z_{L-1})``, each ``[batch, n_samples, H_l]``.
     """
 
-    def __init__(self, gen_model: HVAEGenModel, data_dim: int, hidden: Sequence[int] = (256, 256),
+    def __init__(self, gen_model: HVAEGenModel, data_dim: int, hidden: Sequence[int] = (256,),
                  architecture: Architecture = "mlp"):
         super().__init__()
         if not isinstance(gen_model, HVAEGenModel):
@@ -314,7 +314,7 @@ class HVAEReverseInfNet(_HVAEInfNet):
     Shapes: data ``[batch, D]``; latents ``(z_0, ..., z_{L-1})``, each ``[batch, n_samples, H_l]``.
     """
 
-    def __init__(self, data_dim: int, layers: Sequence[int] = (30, 100), hidden: Sequence[int] = (256, 256),
+    def __init__(self, data_dim: int, layers: Sequence[int] = (30, 100), hidden: Sequence[int] = (256,),
                  architecture: Architecture = "mlp"):
         super().__init__()
         self.layers = _check(layers, hidden, architecture, data_dim, "HVAEReverseInfNet")

@@ -33,7 +33,7 @@ def build_models(model: str, data_dim: int, likelihood: str = "bernoulli", layer
             ``hidden`` widths, Jang et al.'s 512-256 by default), or ``"gaussian"`` (``layers[0]``
             Gaussian latents, MLPs of ``hidden`` widths, 200-200 by default), ``"hvae-ladder"`` /
             ``"hvae-reverse"`` (hierarchical Bernoulli VAE with ``layers`` units per layer, top first, z_0
-            uniform; tanh MLPs of ``hidden`` widths, 256-256 by default; ladder or reverse encoder).
+            uniform; tanh MLPs of ``hidden`` widths, one layer of 256 by default; ladder or reverse encoder).
         data_dim: D.
         likelihood: ``"bernoulli"`` or ``"gaussian"`` (only the Gaussian VAE supports real-valued data).
 
@@ -53,7 +53,7 @@ def build_models(model: str, data_dim: int, likelihood: str = "bernoulli", layer
         return (CategoricalInfNet(data_dim, layers[0], n_classes, encoder_hidden),
                 CategoricalGenModel(data_dim, layers[0], n_classes, list(reversed(encoder_hidden))))
     if model.startswith("hvae"):
-        hidden = hidden or [256, 256]
+        hidden = hidden or [256]
         gen_model = HVAEGenModel(data_dim, layers, hidden)
         if model == "hvae-ladder":
             return HVAELadderInfNet(gen_model, data_dim, hidden), gen_model
