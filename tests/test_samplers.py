@@ -300,3 +300,38 @@ def test_the_markov_chain_of_an_exact_posterior_samples_the_model():
     expected = 20000 * exact.double()
     statistic = ((counts - expected) ** 2 / expected).sum().item()
     assert statistic < chi2.ppf(1 - 1e-4, df=15), (counts, expected)
+
+
+def test_the_limiting_chain_of_an_inconsistent_encoder_is_its_transition_matrix_s_fixed_point():
+    """For any q, the chain x -> z ~ q(z|x) -> x' ~ p(x'|z) has the transition matrix
+    T[x, x'] = sum_z q(z|x) p(x'|z); its stationary distribution (enumerated: 16 images of 4 pixels, 4 codes)
+    is what `MarkovChainSampler` samples, and it differs from p(x) when q is not p's posterior. A chi-square
+    test of 20000 chains at level 1e-4."""
+    from scipy.stats import chi2
+
+    from blackbox_vae.models import SBNGenModel, SBNInfNet
+    from blackbox_vae.testing import bernoulli_configurations
+
+    torch.manual_seed(5)
+    gen_model, inf_net = SBNGenModel(4, 2), SBNInfNet(4, 2)
+    with torch.no_grad():
+        for parameter in [*gen_model.parameters(), *inf_net.parameters()]:
+            parameter.normal_(0, 1.5)
+    images, codes = bernoulli_configurations(4), bernoulli_configurations(2)  # [16, 4], [4, 2]
+    with torch.no_grad():
+        q = inf_net(images).log_prob(codes[None].expand(16, 4, 2)).exp()  # [16 x, 4 z]
+        decoded = torch.distributions.Bernoulli(logits=gen_model.decoder(codes))  # p(x'|z), batch [4, 4]
+        p_x_given_z = decoded.log_prob(images[:, None, :]).sum(-1).exp().T  # [4 z, 16 x']
+        transition = (q @ p_x_given_z).double()  # [16, 16], rows sum to 1
+        stationary = torch.full((16,), 1 / 16, dtype=torch.float64)
+        for _ in range(2000):
+            stationary = stationary @ transition
+        marginal = (gen_model.prior().log_prob(codes).sum(-1).exp()[:, None] * p_x_given_z).sum(0).double()
+    assert (stationary - marginal).abs().sum() > 0.05  # an inconsistent pair: the chain does not sample p(x)
+    sampler = MarkovChainSampler(gen_model, inf_net, n_steps=30, decode="sample")
+    samples = sampler.sample(20000)
+    index = (samples * (2 ** torch.arange(4)).flip(0)).sum(1).long()  # bernoulli_configurations' order
+    counts = torch.bincount(index, minlength=16).double()
+    expected = 20000 * stationary
+    statistic = ((counts - expected) ** 2 / expected).sum().item()
+    assert statistic < chi2.ppf(1 - 1e-4, df=15), (counts, expected)
