@@ -146,3 +146,18 @@ def test_zgr_loss_with_analytic_kl_differentiates_the_closed_form_elbo(order):
     for a, e in zip(actual, expected):
         torch.testing.assert_close(a, e)
     assert max((e - o).abs().max() for e, o in zip(expected, against) if e is not None and o is not None) > 1e-3
+
+
+def test_closed_form_kl_stays_finite_where_sigmoid_rounds_to_0_or_1():
+    """A trained encoder reaches logits whose sigmoid is exactly 1 in float32 (torch's kl_divergence then says inf)."""
+    from blackbox_vae.models.hvae import _bernoulli_kl
+
+    q_logits = torch.tensor([30.0, -120.0, 0.0, 18.0])
+    p_logits = torch.tensor([0.0, 0.0, 3.0, -5.0])
+    reference = _bernoulli_kl(q_logits.double(), p_logits.double())
+    actual = _bernoulli_kl(q_logits, p_logits)
+    assert torch.isfinite(actual).all()
+    torch.testing.assert_close(actual.double(), reference)
+    by_hand = torch.nn.functional.softplus(-p_logits[2]) * 0.5 + torch.nn.functional.softplus(p_logits[2]) * 0.5 \
+        - torch.log(torch.tensor(2.0))  # KL(1/2 || sigmoid(3)) = -H(1/2) - E_{1/2} log p
+    torch.testing.assert_close(actual[2], by_hand)

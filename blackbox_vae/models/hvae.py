@@ -21,7 +21,8 @@ from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, RelaxedBernoulli, kl_divergence
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, RelaxedBernoulli
 
 from blackbox_vae._call_state import set_call_state
 from blackbox_vae.gen_model import GenModel
@@ -81,6 +82,16 @@ class _ConvDecoder(nn.Module):
         lead = code.shape[:-1]
         logits = self.net(code.reshape(-1, code.shape[-1], 1, 1))
         return logits.reshape(*lead, -1)
+
+
+def _bernoulli_kl(q_logits: Tensor, p_logits: Tensor) -> Tensor:
+    """KL(Bernoulli(sigmoid(q_logits)) || Bernoulli(sigmoid(p_logits))), elementwise, in log-space.
+
+    Not torch's ``kl_divergence``: it sets the KL to infinity wherever sigmoid rounds to exactly 0 or 1 (a logit
+    above about 17 in float32), which a trained encoder reaches.
+    """
+    return (torch.sigmoid(q_logits) * (F.logsigmoid(q_logits) - F.logsigmoid(p_logits))
+            + torch.sigmoid(-q_logits) * (F.logsigmoid(-q_logits) - F.logsigmoid(-p_logits)))
 
 
 def _check(layers: Sequence[int], hidden: Sequence[int], architecture: str, data_dim: int, owner: str) -> list[int]:
@@ -297,8 +308,7 @@ class HVAELadderInfNet(_HVAEInfNet):
         for layer, logits in enumerate(q_logits):
             p_logits = (gen_model.prior_logits if layer == 0
                         else gen_model.conditional_logits(layer, latents[layer - 1])).expand_as(logits)
-            elbo = elbo - kl_divergence(Bernoulli(logits=logits, validate_args=False),
-                                        Bernoulli(logits=p_logits, validate_args=False)).sum(-1)
+            elbo = elbo - _bernoulli_kl(logits, p_logits).sum(-1)
         return elbo
 
 
@@ -350,6 +360,4 @@ class HVAEReverseInfNet(_HVAEInfNet):
             elbo = elbo + bernoulli_log_prob(gen_model.conditional_logits(layer, latents[layer - 1]), latents[layer])
             elbo = elbo + q_layer.entropy().sum(-1)
         top = q_logits[0].expand_as(latents[0])
-        return elbo - kl_divergence(Bernoulli(logits=top, validate_args=False),
-                                    Bernoulli(logits=gen_model.prior_logits.expand_as(top),
-                                              validate_args=False)).sum(-1)
+        return elbo - _bernoulli_kl(top, gen_model.prior_logits.expand_as(top)).sum(-1)
