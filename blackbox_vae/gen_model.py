@@ -102,6 +102,28 @@ class GenModel(nn.Module, metaclass=abc.ABCMeta):
         )
 
 
+    def group_log_prob(self, latents: Latents) -> Tensor:
+        """Optional: log p of each latent group given its parents, for the latents last passed to `forward`:
+        ``[batch, K, G]``; ``log_prob`` minus their sum is log p(x | z).
+
+        `ELBOLoss` with KL warm-up (``kl_warmup_steps``) scales the latents' terms apart from the likelihood's
+        and needs it (`NVAEGenModel` has it).
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.group_log_prob` is not implemented: KL warm-up scales the prior's terms "
+            "apart from log p(x|z) and needs log p per latent group ([batch, K, G]). Implement it, or use "
+            "kl_warmup_steps=0."
+        )
+
+    @property
+    def has_group_log_prob(self) -> bool:
+        """Whether `group_log_prob` works: true when the class implements it."""
+        return type(self).group_log_prob is not GenModel.group_log_prob
+
+
 class DistributionGenModel(GenModel):
     """Convenience GenModel p(x, z) = p(z) p(x|z) from two distribution objects.
 

@@ -38,7 +38,7 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     `blackbox_vae.metrics.bit_mutual_information`), plus the fused
     `sample_and_log_prob` / `rsample_and_log_prob` hooks for speed. Each
     optional hook has a capability flag (`has_rsample`, `has_relaxed_rsample`,
-    `has_mean`, `has_bit_probabilities`); a loss reads those it needs at construction. For the common case where q is a
+    `has_mean`, `has_bit_probabilities`, `has_group_log_prob`); a loss reads those it needs at construction. For the common case where q is a
     single ``torch.distributions`` object, subclass `DistributionInfNet`
     instead.
 
@@ -205,6 +205,26 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     def has_bit_probabilities(self) -> bool:
         """Whether `bit_probabilities` works: true when the class implements it (a subclass may refine this)."""
         return type(self).bit_probabilities is not InfNet.bit_probabilities
+
+    def group_log_prob(self, latents: Latents) -> Tensor:
+        """Optional: log q of each latent group given x and the groups q conditions it on: ``[batch, K, G]``.
+
+        For hierarchical latents (a tuple of G groups), the terms that `log_prob` sums. `ELBOLoss` with
+        ``kl_balancing=True`` weighs each group's KL term separately and needs it (`NVAEInfNet` has it).
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.group_log_prob` is not implemented: KL balancing weighs each latent group's "
+            "KL term and needs log q per group ([batch, K, G], summing to log_prob). Implement it, or use "
+            "kl_balancing=False."
+        )
+
+    @property
+    def has_group_log_prob(self) -> bool:
+        """Whether `group_log_prob` works: true when the class implements it."""
+        return type(self).group_log_prob is not InfNet.group_log_prob
 
     def sample_and_log_prob(self, n_samples: int = 1) -> tuple[Latents, Tensor]:
         """Optional fused hook: ``(latents, log q)`` for ``n_samples`` fresh samples.

@@ -156,7 +156,7 @@ def test_clear_errors_for_bad_settings(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "other"), "--loss", "elbo", *TINY]) == 2
     error = capsys.readouterr().err
     assert "--model sbn with --loss elbo: ELBOLoss needs `DeepSBNInfNet.rsample`" in error
-    assert "Models that --loss elbo can train: gaussian." in error
+    assert "Models that --loss elbo can train: gaussian, nvae." in error
     assert main(["train", "--out", str(tmp_path / "other"), "--loss", "vimco", "--n-samples", "1", *TINY]) == 2
     assert "VIMCOLoss needs `n_samples` >= 2" in capsys.readouterr().err
     if not torch.cuda.is_available():

@@ -8,7 +8,7 @@ import pytest
 PUBLIC_MODULES = ["blackbox_vae", "blackbox_vae.losses", "blackbox_vae.models", "blackbox_vae.testing",
                   "blackbox_vae.pyro", "blackbox_vae.data", "blackbox_vae.cli", "blackbox_vae.latents",
                   "blackbox_vae.testing.strategies", "blackbox_vae.samplers", "blackbox_vae.metrics",
-                  "blackbox_vae.zgr"]
+                  "blackbox_vae.zgr", "blackbox_vae.models.nvae"]
 
 
 def public_objects():

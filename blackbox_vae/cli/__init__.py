@@ -11,6 +11,7 @@ from pathlib import Path
 from blackbox_vae.cli.checkpoint import CheckpointError
 from blackbox_vae.cli.training import TrainingError
 from blackbox_vae.cli.config import ESTIMATOR_OPTIONS, ConfigError, TrainConfig, load_config_file
+from blackbox_vae.cli.presets import preset_names, resolve_config
 from blackbox_vae.data import DATASETS, DataFileError
 from blackbox_vae.losses.registry import ANNEALED_TEMPERATURE, LOSSES, option_choices, option_default
 from blackbox_vae.models.registry import MODELS
@@ -64,21 +65,33 @@ def build_parser() -> argparse.ArgumentParser:
                                 argument_default=argparse.SUPPRESS,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = TrainConfig()
-    train.add_argument("--config", type=Path, help="a JSON or YAML file of settings (flags override it)")
+    train.add_argument("--config", help="a JSON or YAML file of settings, or a preset's name: "
+                       f"{', '.join(preset_names())} (flags override it)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, with "
                        "its saved settings (flags may change only steps, device and the monitoring intervals)")
     train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start afresh")
     train.add_argument("--data", choices=DATASETS, help=f"data set (default {defaults.data})")
     train.add_argument("--data-dir", help="directory (or .npz file) with the data files")
-    train.add_argument("--binarization", choices=("static", "dynamic"), help="default: dynamic")
+    train.add_argument("--binarization", choices=("static", "dynamic", "none"),
+                       help="default: dynamic; none keeps MNIST's 8-bit grey levels (for --model nvae's logistic mixture)")
     train.add_argument("--model", choices=MODELS, help=f"default {defaults.model}")
     train.add_argument("--layers", type=_int_list, help="latent units per stochastic layer, e.g. 200,200,200 "
                        "(default 200; 30,100 for the hvae models, top layer first)")
     train.add_argument("--hidden", type=_int_list, help="deterministic hidden widths, e.g. 200,200")
     train.add_argument("--n-classes", type=int, help="categorical: classes per latent (default 10)")
+    train.add_argument("--arch", action="append", type=_setting, metavar="FIELD=VALUE",
+                       help="nvae: set one architecture field, e.g. --arch groups_per_scale=8 (repeatable; over the "
+                            "--config file's `architecture`)")
     train.add_argument("--loss", choices=tuple(LOSSES), help=f"estimator (default {defaults.loss})")
     train.add_argument("--n-samples", type=int, help=f"K (default {defaults.n_samples})")
     _add_estimator_options(train)
+    train.add_argument("--kl-warmup", type=float, help="elbo: the fraction of --steps over which the KL coefficient "
+                       "rises linearly to 1 (default 0: none)")
+    train.add_argument("--kl-balancing", type=_bool, metavar="{true,false}",
+                       help="elbo with --kl-warmup: NVAE's per-group KL balancing during the warm-up (default false)")
+    train.add_argument("--spectral-reg", type=float, help="coefficient of the spectral regularization of every "
+                       "convolution and linear map (default 0: off)")
+    train.add_argument("--grad-clip", type=float, help="clip the gradient's global norm to this (default and 0: no clipping)")
     train.add_argument("--steps", type=int, help=f"default {defaults.steps}")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--lr", type=float, help=f"Adam learning rate (default {defaults.lr})")
@@ -114,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, help="PNG path (default RUN_DIR/samples.png, or samples-SAMPLER.png)")
     sample.add_argument("--device", default="cpu")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--temperature", type=float, help="nvae: scale every prior's standard deviation (default 1)")
+    sample.add_argument("--bn-passes", type=_positive_int, help="nvae: first re-estimate the batch-norm statistics on "
+                        "this many batches of samples at the temperature (NVAE's readjustment)")
     _add_sampler_options(sample)
 
     classifier = commands.add_parser("train-classifier", help="train and cache the feature network of --fid")
@@ -196,11 +212,25 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
                                 help=f"{name} (default {default if default is not None else 'none'})")
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` with the value read as YAML (``8`` an int, ``true`` a bool, ``null`` None)."""
+    import yaml
+
+    field_name, equals, value = text.partition("=")
+    if not equals or not field_name.strip():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE like groups_per_scale=8; got {text!r}")
+    try:
+        return field_name.strip().replace("-", "_"), yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"cannot read the value of {text!r} ({error})") from error
+
+
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then (with --resume) the run's saved settings, then a --config file, then the flags given."""
+    """Defaults, then (with --resume) the run's saved settings, then a --config file (or preset), then the flags
+    given (``--arch`` entries over the file's ``architecture``)."""
     names = {f.name for f in fields(TrainConfig)}
     given = {name: value for name, value in vars(args).items() if name in names}
-    from_file = load_config_file(args.config) if getattr(args, "config", None) else {}
+    from_file = load_config_file(resolve_config(args.config)) if getattr(args, "config", None) else {}
     values: dict = {}
     if getattr(args, "resume", False):
         from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -213,6 +243,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         values["binarization"] = saved.get("binarization")  # as saved; the data set's default otherwise
     values.update(from_file)
     values.update(given)
+    if getattr(args, "arch", None):
+        architecture = values.get("architecture")
+        values["architecture"] = {**(architecture if isinstance(architecture, dict) else {}), **dict(args.arch)}
     return TrainConfig.from_dict(values, str(args.config) if getattr(args, "config", None) else "settings")
 
 
@@ -263,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             from blackbox_vae.cli.commands import sample
 
             sampler, options = _sampler_choice(args)
-            print(f"wrote {sample(args.run_dir, args.n, args.out, args.device, args.seed, sampler, options)}")
+            print(f"wrote {sample(args.run_dir, args.n, args.out, args.device, args.seed, sampler, options, args.temperature, args.bn_passes)}")
     except (ConfigError, CheckpointError, DataFileError, TrainingError) as error:
         print(f"blackbox-vae {args.command}: error: {error}", file=sys.stderr)
         return 2

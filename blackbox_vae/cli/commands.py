@@ -35,6 +35,17 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Run, dict[str, Any]]:
     return run, state
 
 
+def _check_tempered(run: Run, sampler: str, temperature: float | None) -> None:
+    """Raises unless ``--temperature`` / ``--bn-passes`` apply: NVAE's prior, a temperature >= 0."""
+    if not hasattr(run.gen_model, "sample_latents"):
+        raise ConfigError(f"--temperature and --bn-passes apply to --model nvae; this run's model is "
+                          f"{run.config.model}.")
+    if sampler != "prior":
+        raise ConfigError(f"--temperature and --bn-passes sample NVAE's own prior; remove --sampler {sampler}.")
+    if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(f"--temperature must be a number >= 0 (0: every prior's mean); got {temperature!r}.")
+
+
 def fitted_sampler(run: Run, name: str = "prior", options: dict[str, Any] | None = None, fit_size: int | None = None):
     """The sampler ``name`` for a loaded run, fitted on its training split (binarized once if it is dynamic).
 
@@ -174,12 +185,19 @@ def train_classifier(data: str, data_dir: Path | None = None, seed: int = 0, epo
 
 @torch.no_grad()
 def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "cpu", seed: int = 0,
-           sampler: str = "prior", sampler_options: dict[str, Any] | None = None) -> Path:
+           sampler: str = "prior", sampler_options: dict[str, Any] | None = None, temperature: float | None = None,
+           bn_passes: int | None = None) -> Path:
     """A PNG of ``n`` generated images (decoded latents of ``sampler``; the prior's by default) beside test images
     and their reconstructions (means of p(x|z), z ~ q(z|x)); for 2-D data, a scatter plot of samples and data.
 
     A sampler other than the prior is fitted on the run's training split first; the PNG is then
-    ``RUN_DIR/samples-SAMPLER.png`` by default.
+    ``RUN_DIR/samples-SAMPLER.png`` by default. For NVAE, ``temperature`` scales every prior's standard
+    deviation, and ``bn_passes`` batches of prior samples at that temperature first re-estimate the decoder's
+    batch-norm statistics (in memory only: the checkpoint is not changed); generated images are then means.
+
+    Raises:
+        ConfigError: for a bad output path, or ``temperature`` / ``bn_passes`` with a model or sampler they do not
+            apply to.
     """
     default_name = "samples.png" if sampler == "prior" else f"samples-{sampler}.png"
     out = Path(out) if out is not None else Path(run_dir) / default_name
@@ -190,8 +208,26 @@ def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "c
     except OSError as error:
         raise ConfigError(f"`--out` {out}: cannot create its folder ({error}).") from error
     run, _ = load_run(run_dir, device)
+    tempered = temperature is not None or bn_passes is not None
+    if tempered:
+        _check_tempered(run, sampler, temperature)
     fitted = fitted_sampler(run, sampler, sampler_options)
     torch.manual_seed(seed)
+    if tempered:
+        from blackbox_vae.models.nvae.batch_norm import readjust_batch_norm
+
+        temperature = 1.0 if temperature is None else temperature
+        if bn_passes:
+            readjust_batch_norm(run.gen_model, bn_passes, batch_size=100, temperature=temperature)
+        with torch.no_grad():
+            generated = run.gen_model.likelihood_mean(run.gen_model.sample_latents(n, temperature))
+        test = run.dataset.test[:n].to(run.device)
+        with torch.no_grad():
+            reconstructions = run.gen_model.likelihood_mean(run.inf_net(test).sample(1))[:, 0]
+        save_image_grids([(f"generated (temperature {temperature:g}"
+                           f"{f', BN readjusted on {bn_passes} batches' if bn_passes else ''}; means)", generated),
+                          ("test images", test), ("reconstructions", reconstructions)], run.dataset.image_shape, out)
+        return out
     if run.dataset.image_shape is None:
         save_scatter([("data (test)", run.dataset.test[:max(n, 1000)]),
                       (f"generated ({sampler})", fitted.sample(max(n, 1000)))], out)

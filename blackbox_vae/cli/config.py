@@ -26,10 +26,11 @@ class TrainConfig:
     data_dir: Optional[str] = None  # directory (or .npz file) holding the data files
     binarization: Optional[str] = None  # static | dynamic (default: dynamic; binarized-mnist is static)
     # model
-    model: str = "sbn"  # sbn | categorical | gaussian | hvae-ladder | hvae-reverse
+    model: str = "sbn"  # sbn | categorical | gaussian | hvae-ladder | hvae-reverse | nvae
     layers: Optional[list[int]] = None  # latent units per stochastic layer (default: the model's, see default_layers)
     hidden: list[int] = field(default_factory=list)  # deterministic widths inside each conditional
     n_classes: Optional[int] = None  # classes per latent of the categorical model (default 10)
+    architecture: Optional[dict[str, Any]] = None  # nvae: NVAEArchitecture's fields (default: nvae-tiny's)
     # estimator: a name of blackbox_vae.losses.registry.LOSSES, K, and the options of ESTIMATOR_OPTIONS, each
     # None when not given (the loss's own default applies; its choices are the loss class's `choices`)
     loss: str = "vimco"
@@ -43,6 +44,11 @@ class TrainConfig:
     dreams: Optional[int] = None
     flip_noise: Optional[float] = None
     analytic_kl: Optional[bool] = None
+    # training aids (NVAE's; each off by default)
+    kl_warmup: Optional[float] = None  # elbo: fraction of --steps over which the KL coefficient rises to 1
+    kl_balancing: Optional[bool] = None  # elbo with kl_warmup: NVAE's KL balancing during the warm-up
+    spectral_reg: float = 0.0  # coefficient of the spectral regularization of every convolution and linear map
+    grad_clip: Optional[float] = None  # clip the gradient's global norm to this (None or 0: no clipping)
     # optimization
     steps: int = 3000
     batch_size: int = 64
@@ -79,6 +85,7 @@ class TrainConfig:
             raise ConfigError(f"{_name('model')} must be one of {', '.join(MODELS)}; got {self.model!r}.")
         if self.layers is None:
             self.layers = default_layers(self.model)
+        self._validate_architecture()
         if self.n_classes is not None:
             if self.model != "categorical":
                 raise ConfigError(f"{_name('n_classes')} applies to --model categorical, not to --model {self.model}; "
@@ -91,7 +98,7 @@ class TrainConfig:
         self.lr = _number("lr", self.lr)
         if not self.lr > 0:
             raise ConfigError(f"{_name('lr')} must be a positive, finite learning rate; got {self.lr!r}.")
-        for name, allow_empty in (("layers", False), ("hidden", True)):
+        for name, allow_empty in (("layers", self.model == "nvae"), ("hidden", True)):
             values = getattr(self, name)
             if not isinstance(values, list) or (not values and not allow_empty) or any(
                     isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in values):
@@ -99,11 +106,59 @@ class TrainConfig:
                 raise ConfigError(f"{_name(name)} must be {what}; got {values!r}.")
         self._validate_data()
         self._validate_estimator_options()
+        self._validate_training_aids()
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{_name('out')} {str(out)!r} is a file; it must be a directory for the run's files "
                               "(give another path).")
         return self
+
+    def _validate_architecture(self) -> None:
+        if self.model != "nvae":
+            if self.architecture is not None:
+                raise ConfigError(f"{_name('architecture')} shapes --model nvae, not --model {self.model}; remove it.")
+            return
+        for name in ("layers", "hidden"):
+            if getattr(self, name):
+                raise ConfigError(f"{_name(name)} does not apply to --model nvae: its latent groups and widths are "
+                                  f"set by `architecture` (e.g. --arch groups_per_scale=4); got {getattr(self, name)!r}.")
+        self.layers = []
+        if self.architecture is not None and not isinstance(self.architecture, dict):
+            raise ConfigError(f"`architecture` must be a mapping of NVAE settings; got {self.architecture!r}.")
+        from blackbox_vae.models.nvae.architecture import ArchitectureError, NVAEArchitecture
+
+        try:
+            self.architecture = NVAEArchitecture.from_dict(self.architecture).to_dict()
+        except ArchitectureError as error:
+            raise ConfigError(str(error)) from error
+
+    def _validate_training_aids(self) -> None:
+        if self.kl_warmup is not None:
+            if self.loss != "elbo":
+                raise ConfigError(f"{_name('kl_warmup')} warms up the KL term of --loss elbo, not of --loss "
+                                  f"{self.loss}; remove it.")
+            self.kl_warmup = _number("kl_warmup", self.kl_warmup)
+            if not 0 <= self.kl_warmup <= 1:
+                raise ConfigError(f"{_name('kl_warmup')} must be a fraction of --steps in [0, 1] (0: no warm-up); got "
+                                  f"{self.kl_warmup!r}.")
+        if self.kl_balancing is not None:
+            if not isinstance(self.kl_balancing, bool):
+                raise ConfigError(f"{_name('kl_balancing')} must be true or false; got {self.kl_balancing!r}.")
+            if self.kl_balancing and not self.kl_warmup:
+                raise ConfigError(f"{_name('kl_balancing')} acts during the KL warm-up only; give --kl-warmup (a "
+                                  "fraction of --steps > 0), or remove it.")
+        self.spectral_reg = _number("spectral_reg", self.spectral_reg)
+        if self.spectral_reg < 0:
+            raise ConfigError(f"{_name('spectral_reg')} must be >= 0 (0: off); got {self.spectral_reg!r}.")
+        if self.grad_clip is not None:
+            self.grad_clip = _number("grad_clip", self.grad_clip)
+            if not self.grad_clip >= 0:
+                raise ConfigError(f"{_name('grad_clip')} must be a gradient norm > 0, or 0 for no clipping; got "
+                                  f"{self.grad_clip!r}.")
+
+    def kl_warmup_steps(self) -> int:
+        """The KL warm-up in training steps: ``kl_warmup`` (a fraction) of ``steps``."""
+        return round((self.kl_warmup or 0.0) * self.steps)
 
     def _validate_data(self) -> None:
         from blackbox_vae.data import DATASETS
@@ -116,7 +171,8 @@ class TrainConfig:
         if self.data not in _NEEDS_DATA_DIR and self.data_dir is not None:
             raise ConfigError(f"--data {self.data} reads no files ({'scikit-learn bundles it' if self.data == 'digits' else 'it is generated'}); "
                               "remove --data-dir.")
-        allowed = {"binarized-mnist": ("static",), "gaussian-2d": ("none",)}.get(self.data, ("static", "dynamic"))
+        allowed = {"binarized-mnist": ("static",), "gaussian-2d": ("none",), "mnist": ("static", "dynamic", "none"),
+                   "fashion-mnist": ("static", "dynamic", "none")}.get(self.data, ("static", "dynamic"))
         if self.binarization is not None and self.binarization not in allowed:
             hint = f"one of {', '.join(allowed)}" if allowed != ("none",) else "'none' or left out (real-valued data)"
             raise ConfigError(f"{_name('binarization')} must be {hint} for --data {self.data}; "
@@ -166,6 +222,9 @@ class TrainConfig:
         values["binarization"] = effective_binarization(self.data, self.binarization)
         if self.model == "categorical" and self.n_classes is None:
             values["n_classes"] = 10
+        if self.loss == "elbo":
+            values["kl_warmup"] = self.kl_warmup or 0.0
+            values["kl_balancing"] = bool(self.kl_balancing)
         for option in LOSSES[self.loss].options:
             if values[option] is None:
                 values[option] = option_default(self.loss, option)

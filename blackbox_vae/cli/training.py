@@ -23,6 +23,7 @@ from blackbox_vae.cli.config import RESUME_MAY_CHANGE, ConfigError, TrainConfig
 from blackbox_vae.data import BatchStream, Dataset, load_dataset
 from blackbox_vae.evaluation import log_likelihood_bound
 from blackbox_vae.losses.base import Loss
+from blackbox_vae.losses.elbo import ELBOLoss
 from blackbox_vae.losses.registry import LOSSES, build_loss
 from blackbox_vae.metrics.information import bit_mutual_information
 from blackbox_vae.models.registry import MODELS, build_models
@@ -66,11 +67,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Run:
-    """The objects of one training run, built from its config."""
+    """The objects of one training run, built from its config.
 
-    def __init__(self, config: TrainConfig, dataset: Dataset, loss: Loss, device: torch.device):
+    Attributes:
+        regularizer: the spectral regularizer of the models' convolutions and linear maps (a module whose
+            call returns the sum of their largest singular values), or None when ``config.spectral_reg`` is 0.
+    """
+
+    def __init__(self, config: TrainConfig, dataset: Dataset, loss: Loss, device: torch.device,
+                 regularizer: torch.nn.Module | None = None):
         self.config, self.dataset, self.loss, self.device = config, dataset, loss, device
         self.inf_net, self.gen_model = loss.inf_net, loss.gen_model
+        self.regularizer = regularizer
 
 
 def build_run(config: TrainConfig, device: torch.device | None = None) -> Run:
@@ -86,27 +94,44 @@ def build_run(config: TrainConfig, device: torch.device | None = None) -> Run:
     torch.manual_seed(config.seed)
     try:
         inf_net, gen_model = build_models(config.model, dataset.data_dim, dataset.likelihood, config.layers,
-                                          config.hidden, config.n_classes or 10)
+                                          config.hidden, config.n_classes or 10, image_shape=dataset.image_shape,
+                                          architecture=config.architecture)
     except ValueError as error:
         raise ConfigError(str(error)) from error
     # On CPU the losses' per-call finiteness check is free; on a GPU it would synchronize every step,
     # so there the loop checks the running bound at each logging interval instead.
     try:
-        loss = build_loss(config.loss, inf_net, gen_model, config.n_samples, data_dim=dataset.data_dim,
-                          options=config.estimator_options(), validate=device.type == "cpu")
+        if config.kl_warmup_steps():  # a training option of the ELBO: its length in steps depends on --steps
+            loss = ELBOLoss(inf_net, gen_model, config.n_samples, kl_warmup_steps=config.kl_warmup_steps(),
+                            kl_balancing=bool(config.kl_balancing), validate=device.type == "cpu")
+        else:
+            loss = build_loss(config.loss, inf_net, gen_model, config.n_samples, data_dim=dataset.data_dim,
+                              options=config.estimator_options(), validate=device.type == "cpu")
     except (ValueError, TypeError) as error:  # e.g. n_samples too small, or an estimator the model cannot use
         hint = ""
         if any(not getattr(inf_net, f"has_{hook}") for hook in LOSSES[config.loss].loss_class.needs):
             hint = f" Models that --loss {config.loss} can train: {', '.join(_models_for(config.loss))}."
         raise ConfigError(f"--model {config.model} with --loss {config.loss}: {error}{hint}") from error
-    return Run(config, dataset, loss.to(device), device)
+    regularizer = None
+    if config.spectral_reg:
+        from blackbox_vae.models.nvae.spectral import SpectralRegularizer
+
+        regularizer = SpectralRegularizer(loss).to(device)
+    return Run(config, dataset, loss.to(device), device, regularizer)
 
 
 def _models_for(loss: str) -> list[str]:
     """The ready models whose inference network has every hook the loss needs (asked of tiny instances)."""
     needs = LOSSES[loss].loss_class.needs
-    return [model for model in MODELS
-            if all(getattr(build_models(model, 2, layers=[1], hidden=[1])[0], f"has_{hook}") for hook in needs)]
+
+    def tiny(model: str):
+        if model == "nvae":  # images: 4x4, one group at one scale
+            return build_models(model, 16, architecture={"scales": 1, "preprocess_blocks": 1, "postprocess_blocks": 1,
+                                                         "groups_per_scale": 1, "latent_channels": 1,
+                                                         "encoder_channels": 1, "decoder_channels": 1})[0]
+        return build_models(model, 2, layers=[1], hidden=[1])[0]
+
+    return [model for model in MODELS if all(getattr(tiny(model), f"has_{hook}") for hook in needs)]
 
 
 @dataclass
@@ -123,9 +148,22 @@ class _Progress:
 
 def _validation_bound(run: Run, data: torch.Tensor, step: int) -> float:
     """Mean validation bound; its sampling neither uses nor disturbs the training RNG stream."""
-    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []), _evaluating(run.loss):
         torch.manual_seed((run.config.seed * 1_000_003 + step) % 2**63)
         return log_likelihood_bound(run.inf_net, run.gen_model, data, n_samples=run.config.eval_k).mean().item()
+
+
+class _evaluating:
+    """Puts the models in eval mode (batch norm uses its running statistics and leaves them alone) and back."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self) -> None:
+        self.module.eval()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.module.train(self.was_training)
 
 
 def _bit_information(run: Run, data: torch.Tensor, step: int) -> list[torch.Tensor] | None:
@@ -140,7 +178,7 @@ def _bit_information(run: Run, data: torch.Tensor, step: int) -> list[torch.Tens
     if len(data) > BIT_INFORMATION_ROWS:  # the same rows at every evaluation
         rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:BIT_INFORMATION_ROWS]
         data = data[rows.sort().values.to(data.device)]
-    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []), _evaluating(run.loss):
         torch.manual_seed(((run.config.seed * 1_000_003 + step) % 2**63) ^ 0x5EED)  # not the bound's seed
         return list(bit_mutual_information(inf_net, data, batch_size=run.config.batch_size))
 
@@ -163,6 +201,12 @@ def _restore(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, pa
     # To the CPU: RNG states must stay CPU tensors; load_state_dict moves parameters and optimizer state.
     state = load_checkpoint(path, map_location="cpu")
     _check_resumable(state["config"], run.config, path)
+    saved_settings = state["loss"].get("_extra_state", {}).get("settings", {})
+    if isinstance(run.loss, ELBOLoss) and "kl_warmup_steps" in saved_settings:
+        # the warm-up's length was fixed when the run started (a fraction of its --steps then)
+        run.loss.kl_warmup_steps = saved_settings["kl_warmup_steps"]
+    if run.regularizer is not None and "regularizer" in state:
+        run.regularizer.load_state_dict(state["regularizer"])
     try:
         run.loss.load_state_dict(state["loss"])
     except (RuntimeError, ValueError) as error:  # parameters of other shapes; a loss of other settings
@@ -189,7 +233,12 @@ def _restore(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, pa
 def _step(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream) -> None:
     """One gradient step on the next batch."""
     optimizer.zero_grad(set_to_none=True)
-    run.loss(next(stream)).backward()
+    objective = run.loss(next(stream))
+    if run.regularizer is not None:
+        objective = objective + run.config.spectral_reg * run.regularizer()
+    objective.backward()
+    if run.config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.loss.parameters(), run.config.grad_clip)
     optimizer.step()
 
 
@@ -257,7 +306,8 @@ def _save(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, progr
         "config": run.config.to_dict(), "step": progress.step, "elapsed": progress.elapsed,
         "loss": run.loss.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng,
         "stream": stream.state_dict(), "metrics": progress.metrics, "last_logged": progress.last_logged,
-        "bit_information": bit_information})
+        "bit_information": bit_information,
+        **({"regularizer": run.regularizer.state_dict()} if run.regularizer is not None else {})})
     with open(out / "metrics.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)  # rows of older checkpoints: empty bit columns
         writer.writeheader()

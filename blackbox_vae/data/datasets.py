@@ -52,8 +52,11 @@ class Dataset:
 
     @property
     def likelihood(self) -> str:
-        """``"bernoulli"`` for binary data, ``"gaussian"`` for real-valued data."""
-        return "gaussian" if self.binarization == "none" else "bernoulli"
+        """``"bernoulli"`` for binary data, ``"8-bit"`` for unbinarized images (grey levels k/255),
+        ``"gaussian"`` for other real-valued data."""
+        if self.binarization != "none":
+            return "bernoulli"
+        return "gaussian" if self.image_shape is None else "8-bit"
 
     def split(self, name: str) -> Tensor:
         """One split by name.
@@ -180,8 +183,9 @@ def load_dataset(name: str, data_dir: Optional[Path] = None, binarization: Optio
         name: one of `DATASETS`.
         data_dir: where the files are: the directory of the IDX files for ``mnist`` and ``fashion-mnist``;
             the ``.npz`` file or its directory for ``binarized-mnist``. Not used for the others.
-        binarization: ``"static"`` or ``"dynamic"`` (default ``"dynamic"``); ``binarized-mnist``
-            accepts only ``"static"`` and ``gaussian-2d`` ignores it.
+        binarization: ``"static"`` or ``"dynamic"`` (default ``"dynamic"``), or for ``mnist`` and
+            ``fashion-mnist`` ``"none"`` (the 8-bit grey levels k/255 of every split, for a discretized
+            likelihood); ``binarized-mnist`` accepts only ``"static"`` and ``gaussian-2d`` ignores it.
         seed: seed of the static binarization of the training split, and of the ``gaussian-2d`` draws.
 
     Returns:
@@ -206,8 +210,10 @@ def load_dataset(name: str, data_dir: Optional[Path] = None, binarization: Optio
         return Dataset(name, splits["train"], splits["valid"], splits["test"], "static", (28, 28))
 
     binarization = binarization or "dynamic"
-    if binarization not in ("static", "dynamic"):
-        raise ValueError(f"load_dataset: `binarization` must be 'static' or 'dynamic' for {name}; got {binarization!r}.")
+    allowed = ("static", "dynamic", "none") if name in ("mnist", "fashion-mnist") else ("static", "dynamic")
+    if binarization not in allowed:
+        raise ValueError(f"load_dataset: `binarization` must be one of {', '.join(map(repr, allowed))} for {name}; got "
+                         f"{binarization!r}.")
     if name == "digits":
         images, _ = load_digits()
         order = np.random.default_rng(0).permutation(len(images))  # a fixed split, whatever the run's seed
@@ -223,6 +229,8 @@ def load_dataset(name: str, data_dir: Optional[Path] = None, binarization: Optio
         n_valid = len(train_images) // 6  # the customary last 10000 of MNIST's 60000
         train, valid = train_images[:-n_valid], train_images[-n_valid:]
         image_shape = tuple(splits["train"][0].shape[1:])
+    if binarization == "none":  # the 8-bit grey levels k/255, for a discretized likelihood
+        return Dataset(name, train, valid, test, binarization, image_shape)
     valid = _binarize_once(valid, _EVALUATION_BINARIZATION_SEED)
     test = _binarize_once(test, _EVALUATION_BINARIZATION_SEED + 1)
     if binarization == "static":
