@@ -164,7 +164,7 @@ def markdown(results: dict) -> str:
                          f"{cell(random['means'])} | {cell(limiting['means'])} | {ratio_means:.2f} | "
                          f"{test['log_likelihood']:.2f} ± {test['standard_error']:.2f} | "
                          f"{row['metrics']['active_bits']} | {seconds} |")
-        lines += ["", f"![{experiment}](../../docs/img/symmetric-{experiment}.png)", ""]
+        lines += ["", f"Samples: `docs/img/symmetric-{experiment}.png` (shown on the symmetric-learning docs page).", ""]
     lines.append(f"torch {results['torch']}.")
     return "\n".join(lines) + "\n"
 

@@ -118,7 +118,8 @@ class DiscretizedLogisticMixture(Distribution):
             mixture_logits, means, log_scales, coefficients)
         super().__init__(torch.Size(batch), torch.Size((channels, height, width)), validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
+    def expand(self, batch_shape: torch.Size | tuple[int, ...],
+               _instance: "DiscretizedLogisticMixture | None" = None) -> "DiscretizedLogisticMixture":
         """This distribution with its parameters expanded to ``batch_shape`` (no copies).
 
         Args:
