@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from blackbox_vae.cli import main
-from blackbox_vae.cli.config import ConfigError, TrainConfig, load_config_file
+from blackbox_vae.cli.config import TrainConfig, load_config_file
 from blackbox_vae.cli.presets import preset_names, resolve_config
 from blackbox_vae.evaluation import log_likelihood_bound
 from blackbox_vae.losses import ELBOLoss, IWAELoss
