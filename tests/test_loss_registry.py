@@ -48,6 +48,18 @@ def test_one_call(example, device):
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
+def test_state_is_created_on_the_models_device(example):
+    """A loss built from models already on a device keeps its own state (running averages) there, with no
+    ``.to()`` of its own, as a user who moved the models first expects (found on CUDA: NVIL and the score
+    function's running mean). The meta device stands in for a GPU on machines without one."""
+    inf_net, gen_model = example.models()
+    loss = example.build(inf_net.to("meta"), gen_model.to("meta"))
+    own = {name: buffer.device.type for name, buffer in loss.named_buffers()
+           if not name.startswith(("inf_net.", "gen_model."))}
+    assert all(device == "meta" for device in own.values()), own
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
 def test_history_is_the_negative_bound_of_each_call(example):
     """Each entry, reduced off the hot path (also for a smaller last batch), is the bound of its own call."""
     data, _ = teacher_data(16)

@@ -17,13 +17,15 @@ class MovingAverage(nn.Module):
 
     Args:
         decay: in [0, 1).
+        device: where the buffers are created; the losses pass their models' device, so that a loss built
+            from models already on a GPU works there without a ``.to()`` of its own.
     """
 
-    def __init__(self, decay: float):
+    def __init__(self, decay: float, device: torch.device | str | None = None):
         super().__init__()
         self.decay = float(decay)
-        self.register_buffer("total", torch.zeros(()))
-        self.register_buffer("weight", torch.zeros(()))  # 1 - decay^t
+        self.register_buffer("total", torch.zeros((), device=device))
+        self.register_buffer("weight", torch.zeros((), device=device))  # 1 - decay^t
 
     def value(self) -> Tensor:
         """The current average (a 0-d tensor; zero before any update)."""
@@ -34,6 +36,14 @@ class MovingAverage(nn.Module):
         """Folds in ``x`` (a 0-d tensor)."""
         self.total.mul_(self.decay).add_((1 - self.decay) * x.to(self.total.dtype))
         self.weight.mul_(self.decay).add_(1 - self.decay)
+
+    @staticmethod
+    def device_of(*modules: nn.Module) -> torch.device:
+        """The device of the first parameter or buffer of ``modules`` (the CPU when they hold none)."""
+        for module in modules:
+            for tensor in (*module.parameters(), *module.buffers()):
+                return tensor.device
+        return torch.device("cpu")
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}"

@@ -41,18 +41,17 @@ Sampler = Literal["sample", "rsample", "relaxed_rsample", "zgr_rsample"]
 def outside_compiled_graphs(method: Callable) -> Callable:
     """Runs ``method`` eagerly even inside a ``torch.compile``d loss (host-side bookkeeping).
 
-    The same as ``torch.compiler.disable``, applied on first use under compilation: the decorator
-    itself imports the compiler stack, which would double the time of ``import blackbox_vae``.
+    The same as ``torch.compiler.disable``, applied at each call under compilation: the decorator
+    itself imports the compiler stack, which would double the time of ``import blackbox_vae``. Nothing
+    is cached between calls: a cache filled inside the traced frame (a list's ``append``) is a graph
+    break that torch 2.11's Dynamo warns about.
     """
-    disabled: list[Callable] = []
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not torch.compiler.is_compiling():
             return method(*args, **kwargs)
-        if not disabled:
-            disabled.append(torch.compiler.disable(method))
-        return disabled[0](*args, **kwargs)
+        return torch.compiler.disable(method)(*args, **kwargs)
 
     return wrapper
 

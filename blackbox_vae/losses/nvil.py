@@ -108,8 +108,9 @@ class NVILLoss(Loss):
         self.baseline_net = baseline_net
         self.running_mean = self._check_choice("running_mean", running_mean)
         self.variance_normalization = self._check_choice("variance_normalization", variance_normalization)
-        self.signal_mean = MovingAverage(decay)
-        self.signal_variance = MovingAverage(decay)
+        device = MovingAverage.device_of(inf_net, gen_model)
+        self.signal_mean = MovingAverage(decay, device)
+        self.signal_variance = MovingAverage(decay, device)
 
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         _, log_q, log_p = self._draw(data)

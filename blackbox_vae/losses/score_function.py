@@ -89,7 +89,7 @@ class ScoreFunctionLoss(Loss):
                 "each sample's baseline is the mean of the other samples' learning signals",
             )
         self.baseline = baseline
-        self.signal_average = MovingAverage(baseline_decay)
+        self.signal_average = MovingAverage(baseline_decay, MovingAverage.device_of(inf_net, gen_model))
 
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         _, log_q, log_p = self._draw(data)
