@@ -7,7 +7,8 @@ Two tables, both at a fixed model state and a fixed batch of 64:
 
 1. discrete latents: a one-layer SBN (64 binary units from a random teacher,
    32 latents), score function, score function with leave-one-out baseline,
-   VIMCO, RWS (wake-phi), at K in {2, 5, 50};
+   VIMCO, RWS (wake-phi), ARM and DisARM, at K in {2, 6, 50} (K evaluations of p for each: ARM and
+   DisARM use K / 2 antithetic pairs);
 2. continuous latents: a linear Gaussian model (8 observed, 4 latent), IWAE with
    reparameterized, STL and DReG gradients, at K in {1, 10, 50}.
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from blackbox_vae import IWAELoss, RWSLoss, ScoreFunctionLoss, VIMCOLoss
+from blackbox_vae import ARMLoss, DisARMLoss, IWAELoss, RWSLoss, ScoreFunctionLoss, VIMCOLoss
 from blackbox_vae.models import SBNGenModel, SBNInfNet
 from blackbox_vae.testing import LinearGaussianGenModel, LinearGaussianInfNet, gradient_variance
 
@@ -53,8 +54,10 @@ def discrete_setup():
         "score function, leave-one-out": lambda k: ScoreFunctionLoss(inf_net, gen_model, k, baseline="leave-one-out"),
         "VIMCO": lambda k: VIMCOLoss(inf_net, gen_model, k),
         "RWS (wake-phi)": lambda k: RWSLoss(inf_net, gen_model, k),
+        "ARM": lambda k: ARMLoss(inf_net, gen_model, k),
+        "DisARM": lambda k: DisARMLoss(inf_net, gen_model, k),
     }
-    return data, estimators, (2, 5, 50)
+    return data, estimators, (2, 6, 50)  # even K: ARM and DisARM spend K evaluations on K / 2 pairs
 
 
 def continuous_setup():

@@ -23,6 +23,8 @@ from blackbox_vae.gen_model import DistributionGenModel, GenModel
 from blackbox_vae.inf_net import DistributionInfNet, InfNet
 from blackbox_vae.latents import Latents
 from blackbox_vae.losses import (
+    ARMLoss,
+    DisARMLoss,
     ELBOLoss,
     GumbelSoftmaxLoss,
     IWAELoss,
@@ -60,6 +62,8 @@ __all__ = [
     "TemperatureSchedule",
     "IWAELoss",
     "ZGRLoss",
+    "ARMLoss",
+    "DisARMLoss",
     "log_likelihood_bound",
     "__version__",
 ]

@@ -38,7 +38,8 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     `blackbox_vae.metrics.bit_mutual_information`), plus the fused
     `sample_and_log_prob` / `rsample_and_log_prob` hooks for speed. Each
     optional hook has a capability flag (`has_rsample`, `has_relaxed_rsample`,
-    `has_mean`, `has_bit_probabilities`, `has_group_log_prob`); a loss reads those it needs at construction. For the common case where q is a
+    `has_mean`, `has_bit_probabilities`, `has_group_log_prob`, `has_bernoulli_logits`); a loss reads those it
+    needs at construction. For the common case where q is a
     single ``torch.distributions`` object, subclass `DistributionInfNet`
     instead.
 
@@ -226,6 +227,35 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
         """Whether `group_log_prob` works: true when the class implements it."""
         return type(self).group_log_prob is not InfNet.group_log_prob
 
+    def bernoulli_logits(self, latents: Latents, layer: int = 0) -> Tensor:
+        """Optional: for binary latents, the logits of q(z_layer = 1 | x, the layers q draws before it).
+
+        For the batch last passed to `forward`. ``latents`` has the structure `sample` returns (a tensor: one
+        layer, ``layer`` 0; a tuple: one layer per entry) with leading ``[batch, n_samples]``; only the layers
+        q draws before ``layer`` (`layer_order`) are read, the others may hold anything. The antithetic
+        estimators (`ARMLoss`, `DisARMLoss`) draw each layer's pair of samples from these logits.
+
+        Returns:
+            ``[batch, n_samples, *shape of layer]``, with a gradient path to q's parameters.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.bernoulli_logits` is not implemented: the antithetic estimators (ARMLoss, "
+            "DisARMLoss) draw binary latents from q's logits. Implement it for Bernoulli latents, subclass "
+            "RelaxedBernoulliInfNet or DistributionInfNet with a Bernoulli, or use a score-function estimator "
+            "such as VIMCOLoss."
+        )
+
+    @property
+    def has_bernoulli_logits(self) -> bool:
+        """Whether `bernoulli_logits` works: true when the class implements it (a subclass may refine this)."""
+        return type(self).bernoulli_logits is not InfNet.bernoulli_logits
+
+    #: For tuple latents: the order in which q draws the tuple's entries (None: the tuple's own order).
+    layer_order: tuple[int, ...] | None = None
+
     def sample_and_log_prob(self, n_samples: int = 1) -> tuple[Latents, Tensor]:
         """Optional fused hook: ``(latents, log q)`` for ``n_samples`` fresh samples.
 
@@ -350,6 +380,33 @@ class DistributionInfNet(InfNet):
     def has_bit_probabilities(self) -> bool:
         """Whether `bit_probabilities` works: whether the last `forward`'s distribution is a Bernoulli (possibly
         inside ``Independent``); true before any call, like `has_rsample`, as the distribution is not known yet."""
+        return self.params_ is None or _bernoulli_probs(self.params_) is not None
+
+    def bernoulli_logits(self, latents: Tensor, layer: int = 0) -> Tensor:
+        """For a Bernoulli distribution (possibly inside ``Independent``): its logits, expanded over the samples
+        of ``latents`` (``[batch, n_samples, *latent_shape]``; not read otherwise). One layer: ``layer`` is 0.
+
+        Raises:
+            NotImplementedError: if the last `forward`'s distribution is not a Bernoulli.
+            ValueError: for a ``layer`` other than 0.
+        """
+        dist = self._dist()
+        while isinstance(dist, Independent):
+            dist = dist.base_dist
+        if not isinstance(dist, Bernoulli):
+            raise NotImplementedError(
+                f"`{type(self).__name__}.bernoulli_logits`: its distribution is a {type(dist).__name__}, not a "
+                "Bernoulli (has_bernoulli_logits is False after this forward).")
+        if layer != 0:
+            raise ValueError(f"`{type(self).__name__}.bernoulli_logits`: `layer` must be 0 (one latent tensor); "
+                             f"got {layer!r}.")
+        logits = dist.logits  # [batch, *latent_shape]
+        return logits.unsqueeze(1).expand(logits.shape[0], latents.shape[1], *logits.shape[1:])
+
+    @property
+    def has_bernoulli_logits(self) -> bool:
+        """Whether `bernoulli_logits` works: whether the last `forward`'s distribution is a Bernoulli (true before
+        any call, like `has_rsample`)."""
         return self.params_ is None or _bernoulli_probs(self.params_) is not None
 
     def mean(self) -> Tensor:

@@ -133,6 +133,11 @@ class RelaxedCategoricalInfNet(_DiscreteInfNet):
         """False: one-hot latents are not independent bits (`bit_probabilities` raises)."""
         return False
 
+    @property
+    def has_bernoulli_logits(self) -> bool:
+        """False: one-hot latents are not Bernoulli (`bernoulli_logits` raises)."""
+        return False
+
     def log_prob(self, latents: Tensor) -> Tensor:
         """``sum_i z_i log pi_i`` over classes and latents: ``[batch, n_samples]``.
 

@@ -341,3 +341,14 @@ def zgr_expected_analytic_objective(inf_net, gen_model, data, configurations_per
         logits = inf_net.layer_logits(tuple(latents))[layer].expand_as(exact[layer])
         latents[layer] = darn_half(logits, exact[layer])
     return (weights * inf_net.analytic_elbo(gen_model, data, tuple(latents))).sum(1)
+
+
+def exact_layered_elbo(inf_net, gen_model, data, configurations_per_layer):
+    """sum_z q(z|x) [log p(x, z) - log q(z|x)] over every joint configuration of tuple latents: ``[batch]``."""
+    n = data.shape[0]
+    grids = torch.cartesian_prod(*[torch.arange(len(c)) for c in configurations_per_layer])  # [M, L]
+    latents = tuple(c[grids[:, layer]][None].expand(n, grids.shape[0], -1)
+                    for layer, c in enumerate(configurations_per_layer))
+    log_q = inf_net(data).log_prob(latents)
+    log_p = gen_model(data, latents).log_prob(data, latents)
+    return (log_q.exp() * (log_p - log_q)).sum(1)

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from blackbox_vae import (
+    ARMLoss,
+    DisARMLoss,
     ELBOLoss,
     GumbelSoftmaxLoss,
     IWAELoss,
@@ -28,8 +30,8 @@ from blackbox_vae import (
     VIMCOLoss,
     ZGRLoss,
 )
-from blackbox_vae.models import (GaussianMLPGenModel, GaussianMLPInfNet, HVAEGenModel, HVAELadderInfNet, SBNGenModel,
-                                 SBNInfNet)
+from blackbox_vae.models import (DeepSBNGenModel, DeepSBNInfNet, GaussianMLPGenModel, GaussianMLPInfNet, HVAEGenModel,
+                                 HVAELadderInfNet, HVAEReverseInfNet, SBNGenModel, SBNInfNet)
 from blackbox_vae.models._mlp import mlp
 from blackbox_vae.testing import (
     bernoulli_configurations,
@@ -119,6 +121,33 @@ def score_function_case(baseline, k):
         exact = exact_elbo(inf_net, gen_model, points, ref.configurations(device))
         return ExactCase(loss, batch, gradients(-exact.mean(), loss),
                          f"unbiased for the ELBO's gradient (baseline {baseline!r}, K={k})")
+    return case
+
+
+def antithetic_case(loss_class, k, model="sbn"):
+    """ARM / DisARM: unbiased for the ELBO's gradient, on one Bernoulli layer ("sbn"), on a two-layer deep SBN
+    drawn bottom-up ("deep": the layer-wise form), or on an HVAE encoder drawn in reverse order ("reverse":
+    `InfNet.layer_order`)."""
+    def case(device):
+        points, batch = ref.binary_data(device)
+        if model == "sbn":
+            inf_net, gen_model = ref.random_sbn(device)
+            exact = exact_elbo(inf_net, gen_model, points, ref.configurations(device))
+        else:
+            torch.manual_seed(5)
+            if model == "deep":
+                inf_net, gen_model = DeepSBNInfNet(ref.DATA_DIM, [2, 2]), DeepSBNGenModel(ref.DATA_DIM, [2, 2])
+            else:
+                inf_net, gen_model = (HVAEReverseInfNet(ref.DATA_DIM, (2, 2), hidden=(3,)),
+                                      HVAEGenModel(ref.DATA_DIM, (2, 2), hidden=(3,)))
+            with torch.no_grad():  # logits far from 0, so that the pairs differ in several bits
+                for parameter in inf_net.parameters():
+                    parameter.mul_(2)
+            inf_net, gen_model = inf_net.double().to(device), gen_model.double().to(device)
+            exact = ref.exact_layered_elbo(inf_net, gen_model, points, [ref.configurations(device, 2)] * 2)
+        loss = loss_class(inf_net, gen_model, k)
+        return ExactCase(loss, batch, gradients(-exact.mean(), loss),
+                         f"unbiased for the ELBO's gradient (K={k}, {model})")
     return case
 
 
@@ -304,6 +333,15 @@ EXAMPLES = [
     LossExample("nvil-no-running-mean", NVILLoss, sbn_pair,
                 lambda q, p: NVILLoss(q, p, 2, baseline_net=NVILBaseline(DATA_DIM), running_mean=False), True,
                 nvil_case(True, running_mean=False)),
+    LossExample("arm", ARMLoss, sbn_pair, lambda q, p: ARMLoss(q, p, 2), True, antithetic_case(ARMLoss, 2)),
+    LossExample("arm-deep", ARMLoss, sbn_pair, lambda q, p: ARMLoss(q, p, 4), True,
+                antithetic_case(ARMLoss, 4, "deep")),
+    LossExample("disarm", DisARMLoss, sbn_pair, lambda q, p: DisARMLoss(q, p, 4), True,
+                antithetic_case(DisARMLoss, 4)),
+    LossExample("disarm-deep", DisARMLoss, sbn_pair, lambda q, p: DisARMLoss(q, p, 4), True,
+                antithetic_case(DisARMLoss, 4, "deep")),
+    LossExample("disarm-reverse", DisARMLoss, sbn_pair, lambda q, p: DisARMLoss(q, p, 4), True,
+                antithetic_case(DisARMLoss, 4, "reverse")),
     LossExample("rws-wake", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake"), True, rws_case("wake")),
     LossExample("rws-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "sleep"), True, rws_case("sleep")),
     LossExample("rws-wake-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake-sleep"), True,

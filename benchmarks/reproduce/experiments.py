@@ -82,6 +82,9 @@ _SBN_ESTIMATORS = (
     ("Gumbel-softmax", ("--loss", "gumbel-softmax", "--temperature", "anneal"), (1, 5, 50)),
     ("Gumbel-softmax, straight-through", ("--loss", "gumbel-softmax", "--temperature", "anneal",
                                           "--straight-through", "true"), (1, 5, 50)),
+    # K counts evaluations of p, a multiple of 2 x layers: 6 and 48 serve one and three layers alike
+    ("ARM", ("--loss", "arm"), (6, 48)),
+    ("DisARM", ("--loss", "disarm"), (6, 48)),
 )
 
 

@@ -63,6 +63,13 @@ def learning_curve(out: Path) -> list[dict]:
                 for row in csv.DictReader(file) if row["valid_bound"]]
 
 
+def committed_result(experiment: str, budget: str, run: str) -> dict | None:
+    """A run's results as committed in ``benchmarks/results/reproduce-EXPERIMENT-BUDGET.json``, if there."""
+    path = Path("benchmarks/results") / f"reproduce-{experiment}-{budget}.json"
+    entries = json.loads(path.read_text()) if path.is_file() else []
+    return next((entry for entry in entries if entry["run"] == run), None)
+
+
 def reproduce(experiment: Experiment, run: Run, budget_name: str, runs_dir: Path, data: Path, device: str,
               force: bool) -> dict:
     budget = BUDGETS[budget_name]
@@ -70,6 +77,9 @@ def reproduce(experiment: Experiment, run: Run, budget_name: str, runs_dir: Path
     results_path = out / "results.json"
     if results_path.is_file() and not force:
         return json.loads(results_path.read_text())
+    committed = committed_result(experiment.name, budget_name, run.name)
+    if committed is not None and not force:  # measured earlier, its run directory since deleted
+        return committed
     if out.exists():
         shutil.rmtree(out)
     flags = train_flags(experiment, run, budget, out, data, device)
@@ -119,6 +129,10 @@ def main(argv=None):
         results = []
         for run in experiment.runs:
             if args.only and run.name not in args.only:
+                # kept in the summary and the plot when measured before
+                committed = committed_result(experiment.name, args.budget, run.name)
+                if committed is not None:
+                    results.append(committed)
                 continue
             results.append(reproduce(experiment, run, args.budget, args.runs, args.data, args.device, args.force))
             update_results_table(args.results, results[-1])

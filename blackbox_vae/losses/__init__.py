@@ -1,5 +1,6 @@
 """Loss objects: one gradient estimator per module, over a small base."""
 
+from blackbox_vae.losses.arm import ARMLoss, DisARMLoss
 from blackbox_vae.losses.base import Loss
 from blackbox_vae.losses.elbo import ELBOLoss
 from blackbox_vae.losses.gumbel_softmax import GumbelSoftmaxLoss, TemperatureSchedule
@@ -24,4 +25,6 @@ __all__ = [
     "TemperatureSchedule",
     "IWAELoss",
     "ZGRLoss",
+    "ARMLoss",
+    "DisARMLoss",
 ]

@@ -31,6 +31,9 @@ _HOOK_ADVICE = {
     "zgr_rsample": "exact discrete samples with the ZGR gradient; subclass RelaxedBernoulliInfNet or "
                    "RelaxedCategoricalInfNet, implement `zgr_rsample` with blackbox_vae.zgr, or use a score-function "
                    "estimator such as VIMCOLoss",
+    "bernoulli_logits": "the logits of q's Bernoulli latents, layer by layer; implement `bernoulli_logits`, "
+                        "subclass RelaxedBernoulliInfNet or DistributionInfNet with a Bernoulli, or use a "
+                        "score-function estimator such as VIMCOLoss, which needs only `sample` and `log_prob`",
     "analytic_elbo": "an ELBO with closed-form KL terms (the hierarchical Bernoulli models in "
                      "blackbox_vae.models have one); use analytic_kl=False",
 }

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
+from blackbox_vae.losses.arm import ARMLoss, DisARMLoss
 from blackbox_vae.losses.base import Loss
 from blackbox_vae.losses.elbo import ELBOLoss
 from blackbox_vae.losses.gumbel_softmax import GumbelSoftmaxLoss, TemperatureSchedule
@@ -42,6 +43,8 @@ LOSSES: dict[str, LossSpec] = {
     "score-function": LossSpec(ScoreFunctionLoss, ("baseline",)),
     "nvil": LossSpec(NVILLoss, ("variance_normalization",)),
     "vimco": LossSpec(VIMCOLoss),
+    "arm": LossSpec(ARMLoss),
+    "disarm": LossSpec(DisARMLoss),
     "rws": LossSpec(RWSLoss, ("phi_update",)),
     "symmetric": LossSpec(SymmetricLoss, ("dreams", "flip_noise")),
     "gumbel-softmax": LossSpec(GumbelSoftmaxLoss, ("temperature", "straight_through")),

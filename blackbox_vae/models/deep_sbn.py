@@ -97,6 +97,12 @@ class DeepSBNInfNet(InfNet):
             log_q = log_q + bernoulli_log_prob(self._logits_above(layer, latents[layer - 1]), latents[layer])
         return log_q
 
+    def bernoulli_logits(self, latents: tuple[Tensor, ...], layer: int = 0) -> Tensor:
+        """Logits of q(z_layer | z_{layer-1}) (of q(z_1|x) for layer 0): ``[batch, n_samples, H_layer]``."""
+        if layer == 0:
+            return self.params_.unsqueeze(1).expand(-1, latents[0].shape[1], -1)
+        return self._logits_above(layer, latents[layer - 1])
+
     def bit_probabilities(self, n_samples: int = 1) -> tuple[Tensor, ...]:
         """q(z_l = 1 | z_{l-1}) per layer, each layer conditioned on a sample of the layer below (z_0 = x).
 

@@ -188,6 +188,16 @@ class _HVAEInfNet(InfNet):
         """Logits of q(z_layer | x, its parents), ``[batch, K or 1, H]``, from the parents in ``latents``."""
         raise NotImplementedError
 
+    @property
+    def layer_order(self) -> tuple[int, ...]:
+        """The order q draws the layers in (`InfNet.layer_order`)."""
+        return self.order
+
+    def bernoulli_logits(self, latents: tuple[Tensor, ...], layer: int = 0) -> Tensor:
+        """Logits of q(z_layer | x, its parents in ``latents``): ``[batch, n_samples, H_layer]``."""
+        logits = self._logits(layer, list(latents))
+        return logits.expand(logits.shape[0], latents[0].shape[1], logits.shape[-1])
+
     def layer_logits(self, latents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         """Each layer's q-logits given the parents in ``latents`` (for the batch last passed to `forward`)."""
         return tuple(self._logits(layer, list(latents)) for layer in range(len(latents)))
