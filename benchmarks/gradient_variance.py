@@ -7,8 +7,9 @@ Two tables, both at a fixed model state and a fixed batch of 64:
 
 1. discrete latents: a one-layer SBN (64 binary units from a random teacher,
    32 latents), score function, score function with leave-one-out baseline,
-   VIMCO, RWS (wake-phi), ARM and DisARM, at K in {2, 6, 50} (K evaluations of p for each: ARM and
-   DisARM use K / 2 antithetic pairs);
+   VIMCO, RWS (wake-phi), ARM, DisARM, REBAR and RELAX, at K in {2, 6, 50} (K evaluations of p for each:
+   ARM and DisARM use K / 2 antithetic pairs, REBAR and RELAX K // 3 samples of three evaluations each,
+   their control variates first trained for 300 steps at the fixed model state);
 2. continuous latents: a linear Gaussian model (8 observed, 4 latent), IWAE with
    reparameterized, STL and DReG gradients, at K in {1, 10, 50}.
 
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from blackbox_vae import ARMLoss, DisARMLoss, IWAELoss, RWSLoss, ScoreFunctionLoss, VIMCOLoss
+from blackbox_vae import (ARMLoss, DisARMLoss, IWAELoss, REBARLoss, RELAXControlVariate, RELAXLoss, RWSLoss,
+                          ScoreFunctionLoss, VIMCOLoss)
 from blackbox_vae.models import SBNGenModel, SBNInfNet
 from blackbox_vae.testing import LinearGaussianGenModel, LinearGaussianInfNet, gradient_variance
 
@@ -40,6 +42,17 @@ def median_step_seconds(loss, data, repeats=30):
         loss(data).backward()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def trained_control_variate(loss, data, steps=300):
+    """REBAR's / RELAX's control variate trained on its variance objective at this model state (models fixed)."""
+    optimizer = torch.optim.Adam(loss.control_variate_parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss(data).backward()
+        optimizer.step()
+    loss.zero_grad(set_to_none=True)
+    return loss
 
 
 def discrete_setup():
@@ -56,6 +69,10 @@ def discrete_setup():
         "RWS (wake-phi)": lambda k: RWSLoss(inf_net, gen_model, k),
         "ARM": lambda k: ARMLoss(inf_net, gen_model, k),
         "DisARM": lambda k: DisARMLoss(inf_net, gen_model, k),
+        # three evaluations of p per sample (b, z, z~): K // 3 samples; the control variate trained first
+        "REBAR (trained)": lambda k: trained_control_variate(REBARLoss(inf_net, gen_model, k // 3), data),
+        "RELAX (trained)": lambda k: trained_control_variate(
+            RELAXLoss(inf_net, gen_model, k // 3, RELAXControlVariate(64, 32)), data),
     }
     return data, estimators, (2, 6, 50)  # even K: ARM and DisARM spend K evaluations on K / 2 pairs
 
@@ -75,6 +92,8 @@ def run_table(title, setup, draws):
     for k in ks:
         for name, build in estimators.items():
             if name.startswith(("score function, leave", "VIMCO", "RWS")) and k < 2:
+                continue
+            if name.startswith(("REBAR", "RELAX")) and k < 3:
                 continue
             loss = build(k)
             report = gradient_variance(loss, data, draws, parameters="inf_net")

@@ -22,6 +22,9 @@ from blackbox_vae import (
     IWAELoss,
     NVILBaseline,
     NVILLoss,
+    REBARLoss,
+    RELAXControlVariate,
+    RELAXLoss,
     RelaxedBernoulliInfNet,
     RWSLoss,
     SymmetricLoss,
@@ -148,6 +151,28 @@ def antithetic_case(loss_class, k, model="sbn"):
         loss = loss_class(inf_net, gen_model, k)
         return ExactCase(loss, batch, gradients(-exact.mean(), loss),
                          f"unbiased for the ELBO's gradient (K={k}, {model})")
+    return case
+
+
+def control_variate_case(kind, k):
+    """REBAR / RELAX on one Bernoulli layer: unbiased for the ELBO's gradient (q and p), at any state of the
+    control variate (RELAX's network is random here, and eta != 1, temperature != 0.5 for both)."""
+    def case(device):
+        inf_net, gen_model = ref.random_sbn(device)
+        points, batch = ref.binary_data(device)
+        if kind == "rebar":
+            loss = REBARLoss(inf_net, gen_model, k, temperature=0.3)
+        else:
+            loss = RELAXLoss(inf_net, gen_model, k, RELAXControlVariate(ref.DATA_DIM, ref.LATENT_DIM, hidden=(5,)),
+                             temperature=0.3)
+        loss = loss.double().to(device)
+        with torch.no_grad():
+            loss.eta.fill_(0.7)
+        exact = exact_elbo(inf_net, gen_model, points, ref.configurations(device))
+        expected = {name: gradient for name, gradient in gradients(-exact.mean(), loss).items()
+                    if name.startswith(("inf_net.", "gen_model."))}  # the control variate's: its variance's gradient
+        return ExactCase(loss, batch, expected,
+                         f"unbiased for the ELBO's gradient in q and p (K={k}, {kind}; eta 0.7, temperature 0.3)")
     return case
 
 
@@ -342,6 +367,10 @@ EXAMPLES = [
                 antithetic_case(DisARMLoss, 4, "deep")),
     LossExample("disarm-reverse", DisARMLoss, sbn_pair, lambda q, p: DisARMLoss(q, p, 4), True,
                 antithetic_case(DisARMLoss, 4, "reverse")),
+    LossExample("rebar", REBARLoss, sbn_pair, lambda q, p: REBARLoss(q, p, 2), True, control_variate_case("rebar", 2)),
+    LossExample("relax", RELAXLoss, sbn_pair,
+                lambda q, p: RELAXLoss(q, p, 1, RELAXControlVariate(DATA_DIM, LATENT_DIM, hidden=(8,))), True,
+                control_variate_case("relax", 1)),
     LossExample("rws-wake", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake"), True, rws_case("wake")),
     LossExample("rws-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "sleep"), True, rws_case("sleep")),
     LossExample("rws-wake-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake-sleep"), True,

@@ -6,6 +6,7 @@ from blackbox_vae.losses.elbo import ELBOLoss
 from blackbox_vae.losses.gumbel_softmax import GumbelSoftmaxLoss, TemperatureSchedule
 from blackbox_vae.losses.iwae import IWAELoss
 from blackbox_vae.losses.nvil import NVILBaseline, NVILLoss
+from blackbox_vae.losses.rebar import REBARLoss, RELAXControlVariate, RELAXLoss
 from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
 from blackbox_vae.losses.symmetric import SymmetricLoss
@@ -27,4 +28,7 @@ __all__ = [
     "ZGRLoss",
     "ARMLoss",
     "DisARMLoss",
+    "REBARLoss",
+    "RELAXLoss",
+    "RELAXControlVariate",
 ]

@@ -6,10 +6,13 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import torch
+
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.losses.arm import ARMLoss, DisARMLoss
 from blackbox_vae.losses.base import Loss
+from blackbox_vae.losses.rebar import RELAXControlVariate, REBARLoss, RELAXLoss
 from blackbox_vae.losses.elbo import ELBOLoss
 from blackbox_vae.losses.gumbel_softmax import GumbelSoftmaxLoss, TemperatureSchedule
 from blackbox_vae.losses.iwae import IWAELoss
@@ -45,6 +48,8 @@ LOSSES: dict[str, LossSpec] = {
     "vimco": LossSpec(VIMCOLoss),
     "arm": LossSpec(ARMLoss),
     "disarm": LossSpec(DisARMLoss),
+    "rebar": LossSpec(REBARLoss),
+    "relax": LossSpec(RELAXLoss),
     "rws": LossSpec(RWSLoss, ("phi_update",)),
     "symmetric": LossSpec(SymmetricLoss, ("dreams", "flip_noise")),
     "gumbel-softmax": LossSpec(GumbelSoftmaxLoss, ("temperature", "straight_through")),
@@ -76,6 +81,18 @@ def option_default(name: str, option: str) -> Any:
     return inspect.signature(_spec(name).loss_class.__init__).parameters[option].default
 
 
+def _latent_dim(inf_net: InfNet, data_dim: int) -> int:
+    """The size of one latent draw of ``inf_net`` (from a draw for a zero datum; 0 for tuple latents of several
+    layers, which RELAX refuses with its own message)."""
+    reference = next(inf_net.parameters(), None)
+    with torch.no_grad():
+        draw = inf_net(torch.zeros(1, data_dim, dtype=reference.dtype if reference is not None else None,
+                                   device=reference.device if reference is not None else None)).sample(1)
+    if isinstance(draw, tuple) and len(draw) == 1:
+        draw = draw[0]
+    return draw[0, 0].numel() if isinstance(draw, torch.Tensor) else 0
+
+
 def build_loss(name: str, inf_net: InfNet, gen_model: GenModel, n_samples: int, *, data_dim: int,
                options: Mapping[str, Any] | None = None, validate: bool = True) -> Loss:
     """A loss object by name.
@@ -85,7 +102,8 @@ def build_loss(name: str, inf_net: InfNet, gen_model: GenModel, n_samples: int, 
         inf_net: q(z|x).
         gen_model: p(x, z).
         n_samples: K.
-        data_dim: input size of NVIL's baseline network (an `NVILBaseline` with 100 tanh units).
+        data_dim: input size of NVIL's baseline network (an `NVILBaseline` with 100 tanh units) and of RELAX's
+            control variate (a `RELAXControlVariate` with 100 tanh units).
         options: values of the loss's options (`LossSpec.options`); an option left out takes the
             constructor's default. ``temperature`` may be ``"anneal"`` (`ANNEALED_TEMPERATURE`).
         validate: see `Loss`.
@@ -103,4 +121,6 @@ def build_loss(name: str, inf_net: InfNet, gen_model: GenModel, n_samples: int, 
         options["temperature"] = ANNEALED_TEMPERATURE
     if spec.loss_class is NVILLoss:
         options["baseline_net"] = NVILBaseline(data_dim)
+    if spec.loss_class is RELAXLoss:
+        options["control_variate"] = RELAXControlVariate(data_dim, _latent_dim(inf_net, data_dim))
     return spec.loss_class(inf_net, gen_model, n_samples, validate=validate, **options)
