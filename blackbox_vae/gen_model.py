@@ -30,9 +30,15 @@ class GenModel(nn.Module, metaclass=abc.ABCMeta):
     Attributes:
         params_: whatever `forward` computed for the last call
             (e.g. the likelihood's parameters); ``None`` before the first call.
+        differentiable: whether ``log_prob`` can be differentiated with respect to the latents. Set it to
+            False for a model computed outside autograd (a simulator in NumPy, a compiled program): the
+            estimators that differentiate through the latents (reparameterized, relaxed, ZGR, REBAR/RELAX)
+            then refuse it when they are built, and the score-function family, RWS and DisARM, which only
+            score samples, train it.
     """
 
     params_: Any = None
+    differentiable: bool = True
 
     def __getstate__(self) -> dict[str, Any]:
         # params_ holds the last call's graph: a deep copy (or a pickle) starts without it.

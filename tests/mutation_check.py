@@ -277,6 +277,11 @@ MUTANTS = [
            "learned = self.control_variate(data, relaxed)",
            "learned = self.control_variate(data, relaxed.detach())",
            (f"{EXACT} -k relax",)),
+    Mutant("a pathwise estimator accepts a generative model that declares differentiable = False",
+           "blackbox_vae/losses/base.py",
+           'if self.needs_differentiable_gen_model and not getattr(gen_model, "differentiable", True):',
+           "if False:",
+           ("tests/test_black_box.py -k pathwise",)),
     # ------------------------------------------------------------------ testing kit
     Mutant("assert_unbiased: non-finite draws no longer fail",
            "blackbox_vae/testing/statistics.py",

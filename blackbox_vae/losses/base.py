@@ -101,6 +101,9 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
     #: Optional InfNet hooks the estimator calls besides ``sample`` and ``log_prob``: each name ``h`` is
     #: checked at construction through the InfNet's capability flag ``has_h`` (``"rsample"``: `InfNet.has_rsample`).
     needs: ClassVar[tuple[str, ...]] = ()
+    #: Whether the estimator differentiates log p(x, z) with respect to the latents (a pathwise gradient): such a
+    #: loss refuses a generative model that declares ``differentiable = False``.
+    needs_differentiable_gen_model: ClassVar[bool] = False
     #: The choices of each constructor option that takes one of a few values, e.g. ``{"baseline": (None,
     #: "mean", "leave-one-out")}``: the estimator validates its arguments against them, and the command line
     #: offers exactly these. The one place each option's choices are written.
@@ -116,6 +119,12 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             raise TypeError(f"{name}: `inf_net` must be an InfNet (q(z|x)); got {type(inf_net).__name__}.")
         if not isinstance(gen_model, GenModel):
             raise TypeError(f"{name}: `gen_model` must be a GenModel (p(x, z)); got {type(gen_model).__name__}.")
+        # the model's limit first: no choice of inference network lifts it
+        if self.needs_differentiable_gen_model and not getattr(gen_model, "differentiable", True):
+            raise TypeError(f"{name} differentiates log p(x, z) with respect to the latents, but "
+                            f"`{type(gen_model).__name__}` declares `differentiable = False` (its log_prob is computed "
+                            "outside autograd). Use an estimator that only scores samples: VIMCOLoss, "
+                            "ScoreFunctionLoss(baseline='leave-one-out'), NVILLoss, DisARMLoss or RWSLoss.")
         for hook in self.needs:
             self._check_hook(inf_net, hook)
         self.inf_net = inf_net

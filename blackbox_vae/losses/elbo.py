@@ -65,6 +65,7 @@ class ELBOLoss(Loss):
     """
 
     needs = ("rsample",)
+    needs_differentiable_gen_model = True
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, kl_warmup_steps: int = 0,
                  kl_balancing: bool = False, *, validate: bool = True):

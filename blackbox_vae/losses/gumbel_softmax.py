@@ -103,6 +103,7 @@ class GumbelSoftmaxLoss(Loss):
     """
 
     needs = ("relaxed_rsample",)
+    needs_differentiable_gen_model = True
     choices = {"straight_through": (True, False)}
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, temperature: Temperature = 1.0,

@@ -67,6 +67,7 @@ class IWAELoss(Loss):
     """
 
     needs = ("rsample",)
+    needs_differentiable_gen_model = True
     choices = {"gradient": ("reparam", "stl", "dreg")}
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, gradient: Gradient = "reparam",

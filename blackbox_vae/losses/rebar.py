@@ -43,6 +43,7 @@ class _RelaxedControlVariateLoss(Loss):
     """
 
     needs = ("bernoulli_logits",)
+    needs_differentiable_gen_model = True
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, *, temperature: float = 0.5,
                  validate: bool = True):

@@ -53,6 +53,7 @@ class ZGRLoss(Loss):
     """
 
     needs = ("zgr_rsample",)
+    needs_differentiable_gen_model = True
     choices = {"analytic_kl": (False, True)}
 
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, analytic_kl: bool = False, *,
