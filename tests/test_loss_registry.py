@@ -97,9 +97,10 @@ def evaluate(example, loss, data):
         return log_likelihood_bound(loss.inf_net, loss.gen_model, data, 1000).mean().item()
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if e.trains], ids=[e.name for e in EXAMPLES if e.trains])
 def test_training_improves_the_model(example):
-    """300 Adam steps on binary data from a teacher SBN close most of the gap to the teacher's log p(x)."""
+    """300 Adam steps on binary data from a teacher SBN close most of the gap to the teacher's log p(x) (once per
+    loss and model: variants that differ only in their exact case are not trained again)."""
     torch.manual_seed(0)
     data, teacher = teacher_data()
     loss = example.make()
