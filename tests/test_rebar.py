@@ -83,3 +83,10 @@ def test_the_command_line_trains_with_relax(tmp_path):
     assert main(["train", "--data", "digits", "--model", "sbn", "--layers", "10", "--loss", "relax",
                  "--n-samples", "1", "--steps", "20", "--eval-every", "20", "--eval-k", "4", "--log-every", "10",
                  "--progress", "false", "--out", str(tmp_path / "run")]) == 0
+
+
+def test_the_command_line_refuses_several_layers_before_training(tmp_path, capsys):
+    assert main(["train", "--data", "digits", "--model", "sbn", "--layers", "10,5", "--loss", "rebar", "--steps", "2",
+                 "--progress", "false", "--out", str(tmp_path / "run")]) == 2
+    assert "`layers` (--layers) is 10,5: --loss rebar takes one stochastic layer" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -85,6 +85,11 @@ class TrainConfig:
             raise ConfigError(f"{_name('model')} must be one of {', '.join(MODELS)}; got {self.model!r}.")
         if self.layers is None:
             self.layers = default_layers(self.model)
+        if self.loss in ("rebar", "relax") and self.model in ("sbn", "hvae-ladder", "hvae-reverse") \
+                and isinstance(self.layers, list) and len(self.layers) > 1:
+            raise ConfigError(f"{_name('layers')} is {','.join(map(str, self.layers))}: --loss {self.loss} takes one "
+                              "stochastic layer (its control variate is built for one); give one layer, or use --loss "
+                              "disarm for several.")
         self._validate_architecture()
         if self.n_classes is not None:
             if self.model != "categorical":
