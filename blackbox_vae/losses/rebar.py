@@ -4,7 +4,7 @@ continuous relaxation, whose own parameters are trained to minimize the gradient
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -118,10 +118,6 @@ class _RelaxedControlVariateLoss(Loss):
         q_surrogate = (gradient.detach() * logits).flatten(2).sum(2).mean(1)  # [batch]
         surrogate = -(q_surrogate + log_p.mean(1)).mean() + variance_surrogate
         return -signal.mean(), surrogate
-
-    def settings(self) -> dict[str, Any]:
-        """K (see `Loss.settings`); the temperature and eta are parameters, saved with the state."""
-        return super().settings()
 
 
 class REBARLoss(_RelaxedControlVariateLoss):
