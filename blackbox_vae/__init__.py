@@ -38,6 +38,7 @@ from blackbox_vae.losses import (
     ScoreFunctionLoss,
     SymmetricLoss,
     TemperatureSchedule,
+    UnorderedSetLoss,
     VIMCOLoss,
     ZGRLoss,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "REBARLoss",
     "RELAXLoss",
     "RELAXControlVariate",
+    "UnorderedSetLoss",
     "log_likelihood_bound",
     "__version__",
 ]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent
+from torch.distributions import Bernoulli, Distribution, Independent, OneHotCategorical
 
 from blackbox_vae._call_state import set_call_state, state_without_call_state
 from blackbox_vae._distributions import check_distribution, shape_of, sum_to_leading
@@ -38,7 +38,8 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     `blackbox_vae.metrics.bit_mutual_information`), plus the fused
     `sample_and_log_prob` / `rsample_and_log_prob` hooks for speed. Each
     optional hook has a capability flag (`has_rsample`, `has_relaxed_rsample`,
-    `has_mean`, `has_bit_probabilities`, `has_group_log_prob`, `has_bernoulli_logits`); a loss reads those it
+    `has_mean`, `has_bit_probabilities`, `has_group_log_prob`, `has_bernoulli_logits`,
+    `has_categorical_logits`); a loss reads those it
     needs at construction. For the common case where q is a
     single ``torch.distributions`` object, subclass `DistributionInfNet`
     instead.
@@ -253,6 +254,32 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
         """Whether `bernoulli_logits` works: true when the class implements it (a subclass may refine this)."""
         return type(self).bernoulli_logits is not InfNet.bernoulli_logits
 
+    def categorical_logits(self, latents: Latents, layer: int = 0) -> Tensor:
+        """Optional: for one-hot latents, the logits of q(z_layer | x, the layers q draws before it).
+
+        Like `bernoulli_logits`, for categorical latents whose last dimension is the class: one-hot latents
+        ``[batch, n_samples, *shape, n_classes]``. `UnorderedSetLoss` draws distinct latents from these logits
+        (and `ARSMLoss` its pseudo-actions).
+
+        Returns:
+            ``[batch, n_samples, *shape of layer]`` logits over the last dimension (normalized or not), with a
+            gradient path to q's parameters.
+
+        Raises:
+            NotImplementedError: unless a subclass implements it.
+        """
+        raise NotImplementedError(
+            f"`{type(self).__name__}.categorical_logits` is not implemented: estimators that enumerate or swap "
+            "categories (UnorderedSetLoss, ARSMLoss) read q's class logits. Implement it for one-hot latents, "
+            "subclass RelaxedCategoricalInfNet or DistributionInfNet with a OneHotCategorical, or use a "
+            "score-function estimator such as VIMCOLoss."
+        )
+
+    @property
+    def has_categorical_logits(self) -> bool:
+        """Whether `categorical_logits` works: true when the class implements it (a subclass may refine this)."""
+        return type(self).categorical_logits is not InfNet.categorical_logits
+
     #: For tuple latents: the order in which q draws the tuple's entries (None: the tuple's own order).
     layer_order: tuple[int, ...] | None = None
 
@@ -409,6 +436,32 @@ class DistributionInfNet(InfNet):
         any call, like `has_rsample`)."""
         return self.params_ is None or _bernoulli_probs(self.params_) is not None
 
+    def categorical_logits(self, latents: Tensor, layer: int = 0) -> Tensor:
+        """For a OneHotCategorical distribution (possibly inside ``Independent``): its normalized logits, expanded
+        over the samples of ``latents`` (``[batch, n_samples, *latent_shape]``; not read otherwise). One layer:
+        ``layer`` is 0.
+
+        Raises:
+            NotImplementedError: if the last `forward`'s distribution is not a OneHotCategorical.
+            ValueError: for a ``layer`` other than 0.
+        """
+        dist = _one_hot_categorical(self._dist())
+        if dist is None:
+            raise NotImplementedError(
+                f"`{type(self).__name__}.categorical_logits`: its distribution is a {type(self._dist()).__name__}, "
+                "not a OneHotCategorical (has_categorical_logits is False after this forward).")
+        if layer != 0:
+            raise ValueError(f"`{type(self).__name__}.categorical_logits`: `layer` must be 0 (one latent tensor); "
+                             f"got {layer!r}.")
+        logits = dist.logits  # [batch, *latent_shape]
+        return logits.unsqueeze(1).expand(logits.shape[0], latents.shape[1], *logits.shape[1:])
+
+    @property
+    def has_categorical_logits(self) -> bool:
+        """Whether `categorical_logits` works: whether the last `forward`'s distribution is a OneHotCategorical
+        (true before any call, like `has_rsample`)."""
+        return self.params_ is None or _one_hot_categorical(self.params_) is not None
+
     def mean(self) -> Tensor:
         """E[z | x] = the distribution's mean: ``[batch, *latent_shape]``."""
         return self._dist().mean
@@ -472,6 +525,13 @@ def _bernoulli_probs(dist: Distribution) -> Tensor | None:
     while isinstance(dist, Independent):
         dist = dist.base_dist
     return dist.probs if isinstance(dist, Bernoulli) else None
+
+
+def _one_hot_categorical(dist: Distribution) -> OneHotCategorical | None:
+    """The OneHotCategorical inside ``dist`` (unwrapping ``Independent``), else None."""
+    while isinstance(dist, Independent):
+        dist = dist.base_dist
+    return dist if isinstance(dist, OneHotCategorical) else None
 
 
 def _check_n_samples(n_samples: object, owner: str) -> int:

@@ -93,6 +93,11 @@ class RelaxedBernoulliInfNet(_DiscreteInfNet):
         """True: the latents are bits, and `bit_probabilities` gives sigmoid(logits) for every sample."""
         return True
 
+    @property
+    def has_categorical_logits(self) -> bool:
+        """False: Bernoulli latents are not one-hot (`categorical_logits` raises; `bernoulli_logits` works)."""
+        return False
+
     def relaxed_rsample(self, n_samples: int = 1, *, temperature: float, straight_through: bool = False) -> Tensor:
         """Relaxed Bernoulli (binary Concrete) samples ``[batch, n_samples, *latent_shape]``.
 

@@ -30,14 +30,16 @@ from blackbox_vae import (
     SymmetricLoss,
     ScoreFunctionLoss,
     TemperatureSchedule,
+    UnorderedSetLoss,
     VIMCOLoss,
     ZGRLoss,
 )
-from blackbox_vae.models import (DeepSBNGenModel, DeepSBNInfNet, GaussianMLPGenModel, GaussianMLPInfNet, HVAEGenModel,
+from blackbox_vae.models import (CategoricalGenModel, CategoricalInfNet, DeepSBNGenModel, DeepSBNInfNet, GaussianMLPGenModel, GaussianMLPInfNet, HVAEGenModel,
                                  HVAELadderInfNet, HVAEReverseInfNet, SBNGenModel, SBNInfNet)
 from blackbox_vae.models._mlp import mlp
 from blackbox_vae.testing import (
     bernoulli_configurations,
+    categorical_configurations,
     closed_form_elbo,
     exact_elbo,
     exact_iwae_bound,
@@ -175,6 +177,30 @@ def control_variate_case(kind, k):
         return ExactCase(loss, batch, expected,
                          f"unbiased for the ELBO's gradient in q and p (K={k}, {kind}; eta 0.7, temperature 0.3)")
     return case
+
+
+def unordered_set_case(k, latents="bernoulli"):
+    """The unordered set estimator: unbiased for the ELBO's gradient (q and p), on the SBN (2^3 values) or on
+    two one-hot latents of 3 classes (9 values); K = 2 (the smallest set with a baseline) or larger."""
+    def case(device):
+        points, batch = ref.binary_data(device)
+        if latents == "bernoulli":
+            inf_net, gen_model = ref.random_sbn(device)
+            configurations = ref.configurations(device)
+        else:
+            torch.manual_seed(3)
+            inf_net, gen_model = (CategoricalInfNet(ref.DATA_DIM, 2, 3, hidden=(4,)).double().to(device),
+                                  CategoricalGenModel(ref.DATA_DIM, 2, 3, hidden=(4,)).double().to(device))
+            configurations = categorical_configurations(2, 3, dtype=torch.float64, device=device)
+        loss = UnorderedSetLoss(inf_net, gen_model, k)
+        exact = exact_elbo(inf_net, gen_model, points, configurations)
+        return ExactCase(loss, batch, gradients(-exact.mean(), loss),
+                         f"unbiased for the ELBO's gradient (K={k}, {latents} latents)")
+    return case
+
+
+def categorical_pair():
+    return CategoricalInfNet(DATA_DIM, 2, 3, hidden=(6,)), CategoricalGenModel(DATA_DIM, 2, 3, hidden=(6,))
 
 
 def vimco_case(device):
@@ -372,6 +398,10 @@ EXAMPLES = [
     LossExample("relax", RELAXLoss, sbn_pair,
                 lambda q, p: RELAXLoss(q, p, 1, RELAXControlVariate(DATA_DIM, LATENT_DIM, hidden=(8,))), True,
                 control_variate_case("relax", 1)),
+    LossExample("unordered-set", UnorderedSetLoss, sbn_pair, lambda q, p: UnorderedSetLoss(q, p, 3), True,
+                unordered_set_case(3)),
+    LossExample("unordered-set-categorical", UnorderedSetLoss, categorical_pair,
+                lambda q, p: UnorderedSetLoss(q, p, 2), False, unordered_set_case(2, "categorical")),
     LossExample("rws-wake", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake"), True, rws_case("wake")),
     LossExample("rws-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "sleep"), True, rws_case("sleep")),
     LossExample("rws-wake-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake-sleep"), True,

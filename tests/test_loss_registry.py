@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import blackbox_vae.losses
-from blackbox_vae import IWAELoss, Loss, RWSLoss, VIMCOLoss, log_likelihood_bound
+from blackbox_vae import IWAELoss, Loss, RWSLoss, UnorderedSetLoss, VIMCOLoss, log_likelihood_bound
 from blackbox_vae.testing import assert_unbiased, bernoulli_configurations, exact_log_marginal
 from loss_examples import EXAMPLES, LATENT_DIM, teacher_data
 
@@ -28,6 +28,8 @@ def negative_bound(loss):
     log_weights = (loss.log_p_ - loss.log_q_).double()
     if isinstance(loss, IMPORTANCE_WEIGHTED):
         return -(torch.logsumexp(log_weights, 1) - torch.log(torch.tensor(float(loss.n_samples)))).mean().item()
+    if isinstance(loss, UnorderedSetLoss):  # distinct samples, weighted by q(s) R(S, s)
+        return -(loss.weights_.double() * log_weights).sum(1).mean().item()
     return -log_weights.mean().item()
 
 

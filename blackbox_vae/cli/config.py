@@ -85,11 +85,12 @@ class TrainConfig:
             raise ConfigError(f"{_name('model')} must be one of {', '.join(MODELS)}; got {self.model!r}.")
         if self.layers is None:
             self.layers = default_layers(self.model)
-        if self.loss in ("rebar", "relax") and self.model in ("sbn", "hvae-ladder", "hvae-reverse") \
+        if self.loss in ("rebar", "relax", "unordered-set") and self.model in ("sbn", "hvae-ladder", "hvae-reverse") \
                 and isinstance(self.layers, list) and len(self.layers) > 1:
+            why = ("it draws distinct values of one layer" if self.loss == "unordered-set"
+                   else "its control variate is built for one")
             raise ConfigError(f"{_name('layers')} is {','.join(map(str, self.layers))}: --loss {self.loss} takes one "
-                              "stochastic layer (its control variate is built for one); give one layer, or use --loss "
-                              "disarm for several.")
+                              f"stochastic layer ({why}); give one layer, or use --loss disarm for several.")
         self._validate_architecture()
         if self.n_classes is not None:
             if self.model != "categorical":

@@ -10,6 +10,7 @@ from blackbox_vae.losses.rebar import REBARLoss, RELAXControlVariate, RELAXLoss
 from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
 from blackbox_vae.losses.symmetric import SymmetricLoss
+from blackbox_vae.losses.unordered_set import UnorderedSetLoss
 from blackbox_vae.losses.vimco import VIMCOLoss
 from blackbox_vae.losses.zgr import ZGRLoss
 
@@ -31,4 +32,5 @@ __all__ = [
     "REBARLoss",
     "RELAXLoss",
     "RELAXControlVariate",
+    "UnorderedSetLoss",
 ]

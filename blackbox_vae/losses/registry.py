@@ -20,6 +20,7 @@ from blackbox_vae.losses.nvil import NVILBaseline, NVILLoss
 from blackbox_vae.losses.rws import RWSLoss
 from blackbox_vae.losses.score_function import ScoreFunctionLoss
 from blackbox_vae.losses.symmetric import SymmetricLoss
+from blackbox_vae.losses.unordered_set import UnorderedSetLoss
 from blackbox_vae.losses.vimco import VIMCOLoss
 from blackbox_vae.losses.zgr import ZGRLoss
 
@@ -50,6 +51,7 @@ LOSSES: dict[str, LossSpec] = {
     "disarm": LossSpec(DisARMLoss),
     "rebar": LossSpec(REBARLoss),
     "relax": LossSpec(RELAXLoss),
+    "unordered-set": LossSpec(UnorderedSetLoss),
     "rws": LossSpec(RWSLoss, ("phi_update",)),
     "symmetric": LossSpec(SymmetricLoss, ("dreams", "flip_noise")),
     "gumbel-softmax": LossSpec(GumbelSoftmaxLoss, ("temperature", "straight_through")),
