@@ -7,7 +7,8 @@ Two tables, both at a fixed model state and a fixed batch of 64:
 
 1. discrete latents: a one-layer SBN (64 binary units from a random teacher,
    32 latents), score function, score function with leave-one-out baseline,
-   VIMCO, RWS (wake-phi), ARM, DisARM, REBAR and RELAX, at K in {2, 6, 50} (K evaluations of p for each:
+   VIMCO, RWS (wake-phi), ARM, DisARM, the unordered set estimator (K distinct samples), REBAR and RELAX,
+   at K in {2, 6, 50} (K evaluations of p for each:
    ARM and DisARM use K / 2 antithetic pairs, REBAR and RELAX K // 3 samples of three evaluations each,
    their control variates first trained for 300 steps at the fixed model state);
 2. continuous latents: a linear Gaussian model (8 observed, 4 latent), IWAE with
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 
 from blackbox_vae import (ARMLoss, DisARMLoss, IWAELoss, REBARLoss, RELAXControlVariate, RELAXLoss, RWSLoss,
-                          ScoreFunctionLoss, VIMCOLoss)
+                          ScoreFunctionLoss, UnorderedSetLoss, VIMCOLoss)
 from blackbox_vae.models import SBNGenModel, SBNInfNet
 from blackbox_vae.testing import LinearGaussianGenModel, LinearGaussianInfNet, gradient_variance
 
@@ -69,6 +70,7 @@ def discrete_setup():
         "RWS (wake-phi)": lambda k: RWSLoss(inf_net, gen_model, k),
         "ARM": lambda k: ARMLoss(inf_net, gen_model, k),
         "DisARM": lambda k: DisARMLoss(inf_net, gen_model, k),
+        "unordered set": lambda k: UnorderedSetLoss(inf_net, gen_model, k),
         # three evaluations of p per sample (b, z, z~): K // 3 samples; the control variate trained first
         "REBAR (trained)": lambda k: trained_control_variate(REBARLoss(inf_net, gen_model, k // 3), data),
         "RELAX (trained)": lambda k: trained_control_variate(

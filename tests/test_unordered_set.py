@@ -10,7 +10,7 @@ import torch
 
 from blackbox_vae import UnorderedSetLoss
 from blackbox_vae.cli import main
-from blackbox_vae.losses._without_replacement import log_set_probabilities, sample_without_replacement
+from blackbox_vae.losses._without_replacement import sample_without_replacement, unordered_set_estimates
 from blackbox_vae.models import (CategoricalGenModel, CategoricalInfNet, DeepSBNGenModel, DeepSBNInfNet,
                                  GaussianMLPGenModel, GaussianMLPInfNet, SBNGenModel, SBNInfNet)
 from blackbox_vae.testing import critical_value
@@ -30,35 +30,38 @@ def set_probability(probs, members):
     return total
 
 
+def restricted(probs, left_out, members):
+    """P^{D - left_out}(S - left_out) by the sum over orders (q renormalized without the left-out values)."""
+    rest = [j for j in range(len(probs)) if j not in left_out]
+    total = sum(probs[j] for j in rest)
+    return set_probability([probs[j] / total for j in rest], [rest.index(m) for m in members if m not in left_out])
+
+
 @pytest.mark.parametrize("scale", [0.5, 3.0, 8.0])  # near-uniform to very peaked
-def test_set_probabilities_match_the_sum_over_orders(scale):
+def test_set_probabilities_and_baselines_match_the_sums_over_orders(scale):
     torch.manual_seed(int(scale))
     probs = torch.softmax(scale * torch.randn(7, dtype=torch.float64), 0)
     members = torch.randperm(7)[:4].tolist()
-    log_set, without_one, without_two = log_set_probabilities(probs[members].log().unsqueeze(0))
-    assert log_set.exp().item() == pytest.approx(set_probability(probs.tolist(), members), rel=1e-10)
-    for i, left_out in enumerate(members):
-        rest = [j for j in range(7) if j != left_out]
-        renormalized = (probs[rest] / probs[rest].sum()).tolist()
-        expected = set_probability(renormalized, [rest.index(m) for m in members if m != left_out])
-        assert without_one[0, i].exp().item() == pytest.approx(expected, rel=1e-10)
-        for j, second in enumerate(members):
-            if second == left_out:
-                assert without_two[0, i, j] == without_one[0, i]
-                continue
-            rest2 = [t for t in range(7) if t not in (left_out, second)]
-            renormalized = (probs[rest2] / probs[rest2].sum()).tolist()
-            expected = set_probability(renormalized, [rest2.index(m) for m in members if m not in (left_out, second)])
-            assert without_two[0, i, j].exp().item() == pytest.approx(expected, rel=1e-10)
+    values = torch.randn(4, dtype=torch.float64) * 5
+    log_q = probs[members].log().unsqueeze(0)
+    log_set, without_one, baselines = unordered_set_estimates(log_q, values.unsqueeze(0))
+    p = probs.tolist()
+    assert log_set.exp().item() == pytest.approx(set_probability(p, members), rel=1e-9)
+    for i, s in enumerate(members):
+        assert without_one[0, i].exp().item() == pytest.approx(restricted(p, [s], members), rel=1e-9)
+        expected = p[s] * values[i].item() + sum(
+            p[t] * values[j].item() * restricted(p, [s, t], members) / restricted(p, [s], members)
+            for j, t in enumerate(members) if t != s)
+        assert baselines[0, i].item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def test_set_probabilities_at_the_extremes():
     """The whole domain is drawn with probability 1; values far in the tail (a domain of 10^20) keep their
     relative accuracy, P(S) ~ k! prod p(s), where a sum of alternating terms would cancel to nothing."""
     probs = torch.softmax(torch.randn(4, dtype=torch.float64), 0)
-    assert log_set_probabilities(probs.log().unsqueeze(0))[0].exp().item() == pytest.approx(1.0, rel=1e-12)
+    assert unordered_set_estimates(probs.log().unsqueeze(0), torch.zeros(1, 4, dtype=torch.float64))[0].exp().item() == pytest.approx(1.0, rel=1e-9)
     tail = torch.tensor([[-40.0, -45.0, -50.0]], dtype=torch.float64)
-    assert log_set_probabilities(tail)[0].item() == pytest.approx(math.log(6) - 135.0, abs=1e-9)
+    assert unordered_set_estimates(tail, torch.zeros_like(tail))[0].item() == pytest.approx(math.log(6) - 135.0, abs=1e-9)
 
 
 def test_the_sampler_draws_distinct_values_with_the_set_probabilities():

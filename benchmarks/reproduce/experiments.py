@@ -88,11 +88,13 @@ _SBN_ESTIMATORS = (
 )
 
 
-# One stochastic layer only. K counts samples, each costing three evaluations of p (b, z and z~): 2 and 16
-# make 6 and 48 evaluations, as ARM's and DisARM's K.
+# One stochastic layer only. REBAR's and RELAX's K counts samples, each costing three evaluations of p (b, z
+# and z~): 2 and 16 make 6 and 48 evaluations, as ARM's and DisARM's K. The unordered set's K distinct
+# samples are K evaluations, as VIMCO's.
 _ONE_LAYER_ESTIMATORS = (
     ("REBAR", ("--loss", "rebar"), (2, 16)),
     ("RELAX", ("--loss", "relax"), (2, 16)),
+    ("unordered set", ("--loss", "unordered-set"), (5, 50)),
 )
 
 
