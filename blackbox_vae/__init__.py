@@ -24,6 +24,7 @@ from blackbox_vae.inf_net import DistributionInfNet, InfNet
 from blackbox_vae.latents import Latents
 from blackbox_vae.losses import (
     ARMLoss,
+    ARSMLoss,
     DisARMLoss,
     ELBOLoss,
     GumbelSoftmaxLoss,
@@ -68,6 +69,7 @@ __all__ = [
     "ZGRLoss",
     "ARMLoss",
     "DisARMLoss",
+    "ARSMLoss",
     "REBARLoss",
     "RELAXLoss",
     "RELAXControlVariate",

@@ -16,6 +16,7 @@ from torch import nn
 
 from blackbox_vae import (
     ARMLoss,
+    ARSMLoss,
     DisARMLoss,
     ELBOLoss,
     GumbelSoftmaxLoss,
@@ -196,6 +197,21 @@ def unordered_set_case(k, latents="bernoulli"):
         exact = exact_elbo(inf_net, gen_model, points, configurations)
         return ExactCase(loss, batch, gradients(-exact.mean(), loss),
                          f"unbiased for the ELBO's gradient (K={k}, {latents} latents)")
+    return case
+
+
+def arsm_case(n_classes):
+    """ARSM on two one-hot latents of C classes: unbiased for the ELBO's gradient (q and p)."""
+    def case(device):
+        points, batch = ref.binary_data(device)
+        torch.manual_seed(3)
+        inf_net, gen_model = (CategoricalInfNet(ref.DATA_DIM, 2, n_classes, hidden=(4,)).double().to(device),
+                              CategoricalGenModel(ref.DATA_DIM, 2, n_classes, hidden=(4,)).double().to(device))
+        configurations = categorical_configurations(2, n_classes, dtype=torch.float64, device=device)
+        loss = ARSMLoss(inf_net, gen_model, 1)
+        exact = exact_elbo(inf_net, gen_model, points, configurations)
+        return ExactCase(loss, batch, gradients(-exact.mean(), loss),
+                         f"unbiased for the ELBO's gradient (2 latents of {n_classes} classes)")
     return case
 
 
@@ -398,6 +414,9 @@ EXAMPLES = [
     LossExample("relax", RELAXLoss, sbn_pair,
                 lambda q, p: RELAXLoss(q, p, 1, RELAXControlVariate(DATA_DIM, LATENT_DIM, hidden=(8,))), True,
                 control_variate_case("relax", 1)),
+    LossExample("arsm", ARSMLoss, categorical_pair, lambda q, p: ARSMLoss(q, p, 1), False, arsm_case(3)),
+    LossExample("arsm-4-classes", ARSMLoss, categorical_pair, lambda q, p: ARSMLoss(q, p, 1), False, arsm_case(4),
+                trains=False),
     LossExample("unordered-set", UnorderedSetLoss, sbn_pair, lambda q, p: UnorderedSetLoss(q, p, 3), True,
                 unordered_set_case(3)),
     LossExample("unordered-set-categorical", UnorderedSetLoss, categorical_pair,

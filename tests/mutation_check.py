@@ -277,6 +277,24 @@ MUTANTS = [
            "learned = self.control_variate(data, relaxed)",
            "learned = self.control_variate(data, relaxed.detach())",
            (f"{EXACT} -k relax",)),
+    # ------------------------------------------------------------------- ARSM
+    # (Not subtracting the mean over m, or subtracting it over the other index, keeps ARSM unbiased: the
+    # subtracted term is the same for every class c, and sum_j (1/C - pi_j) = 0. Not mutants, then.)
+    Mutant("ARSM: the pseudo-actions drawn by argmax (not draws from q)",
+           "blackbox_vae/losses/arsm.py",
+           "actions = scores.argmin(dim=-1).movedim(3, 2)",
+           "actions = scores.argmax(dim=-1).movedim(3, 2)",
+           (f"{EXACT} -k arsm",)),
+    Mutant("ARSM: the coefficient 1/C - pi_j taken with the wrong sign",
+           "blackbox_vae/losses/arsm.py",
+           "weights = 1.0 / n_classes - torch.softmax(log_pi, dim=-1)",
+           "weights = torch.softmax(log_pi, dim=-1) - 1.0 / n_classes",
+           (f"{EXACT} -k arsm",)),
+    Mutant("ARSM: the exact draw's f(z) left out of the swap table's diagonal",
+           "blackbox_vae/losses/arsm.py",
+           "table[:, :, diagonal, diagonal] = f[:, :, :1]",
+           "table[:, :, diagonal, diagonal] = 0.0",
+           (f"{EXACT} -k arsm",)),
     # ------------------------------------------------------------------- the unordered set estimator
     Mutant("unordered set: the leave-one-out ratio R(S, s) dropped (each value weighted by q(s) alone)",
            "blackbox_vae/losses/unordered_set.py",

@@ -1,6 +1,7 @@
 """Loss objects: one gradient estimator per module, over a small base."""
 
 from blackbox_vae.losses.arm import ARMLoss, DisARMLoss
+from blackbox_vae.losses.arsm import ARSMLoss
 from blackbox_vae.losses.base import Loss
 from blackbox_vae.losses.elbo import ELBOLoss
 from blackbox_vae.losses.gumbel_softmax import GumbelSoftmaxLoss, TemperatureSchedule
@@ -29,6 +30,7 @@ __all__ = [
     "ZGRLoss",
     "ARMLoss",
     "DisARMLoss",
+    "ARSMLoss",
     "REBARLoss",
     "RELAXLoss",
     "RELAXControlVariate",

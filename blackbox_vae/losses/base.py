@@ -34,6 +34,10 @@ _HOOK_ADVICE = {
     "bernoulli_logits": "the logits of q's Bernoulli latents, layer by layer; implement `bernoulli_logits`, "
                         "subclass RelaxedBernoulliInfNet or DistributionInfNet with a Bernoulli, or use a "
                         "score-function estimator such as VIMCOLoss, which needs only `sample` and `log_prob`",
+    "categorical_logits": "the class logits of q's one-hot latents; implement `categorical_logits`, subclass "
+                          "RelaxedCategoricalInfNet or DistributionInfNet with a OneHotCategorical (for Bernoulli "
+                          "latents use ARMLoss or DisARMLoss), or use a score-function estimator such as "
+                          "VIMCOLoss, which needs only `sample` and `log_prob`",
     "analytic_elbo": "an ELBO with closed-form KL terms (the hierarchical Bernoulli models in "
                      "blackbox_vae.models have one); use analytic_kl=False",
 }

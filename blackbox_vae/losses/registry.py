@@ -11,6 +11,7 @@ import torch
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.losses.arm import ARMLoss, DisARMLoss
+from blackbox_vae.losses.arsm import ARSMLoss
 from blackbox_vae.losses.base import Loss
 from blackbox_vae.losses.rebar import RELAXControlVariate, REBARLoss, RELAXLoss
 from blackbox_vae.losses.elbo import ELBOLoss
@@ -49,6 +50,7 @@ LOSSES: dict[str, LossSpec] = {
     "vimco": LossSpec(VIMCOLoss),
     "arm": LossSpec(ARMLoss),
     "disarm": LossSpec(DisARMLoss),
+    "arsm": LossSpec(ARSMLoss),
     "rebar": LossSpec(REBARLoss),
     "relax": LossSpec(RELAXLoss),
     "unordered-set": LossSpec(UnorderedSetLoss),

@@ -1,0 +1,51 @@
+"""ARSM beyond its exact-gradient checks (tests/loss_examples.py): what it refuses, what it records."""
+
+import pytest
+import torch
+
+from blackbox_vae import ARSMLoss
+from blackbox_vae.cli import main
+from blackbox_vae.models import (CategoricalGenModel, CategoricalInfNet, GaussianMLPGenModel, GaussianMLPInfNet,
+                                 SBNGenModel, SBNInfNet)
+
+DATA = torch.bernoulli(torch.full((5, 6), 0.4))
+
+
+@pytest.mark.parametrize("pair", [(SBNInfNet, SBNGenModel), (GaussianMLPInfNet, GaussianMLPGenModel)])
+def test_latents_without_class_logits_are_refused_when_the_loss_is_built(pair):
+    inf_class, gen_class = pair
+    with pytest.raises(TypeError, match=rf"needs `{inf_class.__name__}.categorical_logits`.*ARMLoss or DisARMLoss"):
+        ARSMLoss(inf_class(6, 3), gen_class(6, 3), 1)
+
+
+def test_logits_of_the_wrong_shape_are_named():
+    class WrongShape(CategoricalInfNet):
+        def categorical_logits(self, latents, layer=0):
+            return super().categorical_logits(latents, layer)[..., :2]
+
+    with pytest.raises(ValueError, match=r"WrongShape.categorical_logits` returned shape \(5, 1, 2, 2\); "
+                                         r"expected .* \(5, 1, 2, 3\)"):
+        ARSMLoss(WrongShape(6, 2, 3, hidden=(4,)), CategoricalGenModel(6, 2, 3, hidden=(4,)), 1)(DATA)
+
+
+def test_each_draw_scores_every_distinct_pseudo_action_and_records_the_exact_draws():
+    """C = 4: 1 + 4 * 3 / 2 = 7 evaluations of p per draw, in one batched call; log_p_ / log_q_ keep the K exact
+    draws, and the value is their negative ELBO."""
+    torch.manual_seed(0)
+    inf_net, gen_model = CategoricalInfNet(6, 2, 4, hidden=(4,)), CategoricalGenModel(6, 2, 4, hidden=(4,))
+    seen = []
+    log_prob = gen_model.log_prob
+    gen_model.log_prob = lambda data, latents: (seen.append(latents.shape), log_prob(data, latents))[1]
+    loss = ARSMLoss(inf_net, gen_model, 3)
+    value = loss(DATA)
+    assert seen == [(5, 3 * 7, 2, 4)]
+    assert loss.log_p_.shape == loss.log_q_.shape == (5, 3)
+    assert value.item() == pytest.approx(-(loss.log_p_ - loss.log_q_).mean().item(), rel=1e-6)
+
+
+def test_the_command_line_trains_with_arsm(tmp_path):
+    assert main(["train", "--data", "digits", "--model", "categorical", "--layers", "4", "--n-classes", "3",
+                 "--loss", "arsm", "--n-samples", "2", "--steps", "20", "--eval-every", "20", "--eval-k", "4",
+                 "--log-every", "10", "--progress", "false", "--out", str(tmp_path / "run")]) == 0
+    assert main(["train", "--data", "digits", "--model", "sbn", "--loss", "arsm", "--steps", "2",
+                 "--progress", "false", "--out", str(tmp_path / "refused")]) == 2
