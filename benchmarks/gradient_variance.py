@@ -3,7 +3,7 @@
 Run:
     python benchmarks/gradient_variance.py [--draws 200] [--out benchmarks/results/gradient_variance]
 
-Two tables, both at a fixed model state and a fixed batch of 64:
+Three tables, each at a fixed model state and a fixed batch of 64:
 
 1. discrete latents: a one-layer SBN (64 binary units from a random teacher,
    32 latents), score function, score function with leave-one-out baseline,
@@ -11,7 +11,10 @@ Two tables, both at a fixed model state and a fixed batch of 64:
    at K in {2, 6, 50} (K evaluations of p for each:
    ARM and DisARM use K / 2 antithetic pairs, REBAR and RELAX K // 3 samples of three evaluations each,
    their control variates first trained for 300 steps at the fixed model state);
-2. continuous latents: a linear Gaussian model (8 observed, 4 latent), IWAE with
+2. categorical latents: the same data, 8 one-hot latents of 4 classes (MLPs of 64 units), leave-one-out
+   score function, VIMCO, ARSM and the unordered set estimator at 7 and 49 evaluations of p (ARSM: 1 and 7
+   draws of 7 pseudo-actions each);
+3. continuous latents: a linear Gaussian model (8 observed, 4 latent), IWAE with
    reparameterized, STL and DReG gradients, at K in {1, 10, 50}.
 
 Columns: total variance (trace of the covariance, ± its standard error),
@@ -29,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from blackbox_vae import (ARMLoss, DisARMLoss, IWAELoss, REBARLoss, RELAXControlVariate, RELAXLoss, RWSLoss,
+from blackbox_vae import (ARMLoss, ARSMLoss, DisARMLoss, IWAELoss, REBARLoss, RELAXControlVariate, RELAXLoss, RWSLoss,
                           ScoreFunctionLoss, UnorderedSetLoss, VIMCOLoss)
-from blackbox_vae.models import SBNGenModel, SBNInfNet
+from blackbox_vae.models import CategoricalGenModel, CategoricalInfNet, SBNGenModel, SBNInfNet
 from blackbox_vae.testing import LinearGaussianGenModel, LinearGaussianInfNet, gradient_variance
 
 
@@ -79,6 +82,21 @@ def discrete_setup():
     return data, estimators, (2, 6, 50)  # even K: ARM and DisARM spend K evaluations on K / 2 pairs
 
 
+def categorical_setup():
+    """The SBN table's data, encoded by 8 one-hot latents of 4 classes. ARSM evaluates p at 1 + 4 * 3 / 2 = 7
+    pseudo-actions per draw, so K counts evaluations (7 and 49): ARSM makes K / 7 draws."""
+    data = discrete_setup()[0]
+    torch.manual_seed(0)
+    inf_net, gen_model = CategoricalInfNet(64, 8, 4, hidden=(64,)), CategoricalGenModel(64, 8, 4, hidden=(64,))
+    estimators = {
+        "score function, leave-one-out": lambda k: ScoreFunctionLoss(inf_net, gen_model, k, baseline="leave-one-out"),
+        "VIMCO": lambda k: VIMCOLoss(inf_net, gen_model, k),
+        "ARSM": lambda k: ARSMLoss(inf_net, gen_model, k // 7),
+        "unordered set": lambda k: UnorderedSetLoss(inf_net, gen_model, k),
+    }
+    return data, estimators, (7, 49)
+
+
 def continuous_setup():
     torch.manual_seed(0)
     inf_net, gen_model = LinearGaussianInfNet(8, 4), LinearGaussianGenModel(8, 4)
@@ -119,12 +137,15 @@ def main(argv=None):
     header = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; "
               f"{args.draws} gradient draws per cell, batch 64")
     discrete_rows, discrete_md = run_table("Discrete latents: one-layer SBN, 64-32", discrete_setup, args.draws)
+    categorical_rows, categorical_md = run_table("Categorical latents: 8 one-hot latents of 4 classes, MLPs of 64",
+                                                 categorical_setup, args.draws)
     continuous_rows, continuous_md = run_table("Continuous latents: linear Gaussian, 8-4", continuous_setup, args.draws)
-    markdown = "\n\n".join([header, discrete_md, continuous_md]) + "\n"
+    markdown = "\n\n".join([header, discrete_md, categorical_md, continuous_md]) + "\n"
     print(markdown)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(markdown)
     args.out.with_suffix(".json").write_text(json.dumps({"setup": header, "discrete": discrete_rows,
+                                                         "categorical": categorical_rows,
                                                          "continuous": continuous_rows}, indent=1))
 
 
