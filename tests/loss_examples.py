@@ -420,7 +420,7 @@ EXAMPLES = [
     LossExample("unordered-set", UnorderedSetLoss, sbn_pair, lambda q, p: UnorderedSetLoss(q, p, 3), True,
                 unordered_set_case(3)),
     LossExample("unordered-set-categorical", UnorderedSetLoss, categorical_pair,
-                lambda q, p: UnorderedSetLoss(q, p, 2), False, unordered_set_case(2, "categorical")),
+                lambda q, p: UnorderedSetLoss(q, p, 2), False, unordered_set_case(2, "categorical"), trains=False),
     LossExample("rws-wake", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake"), True, rws_case("wake")),
     LossExample("rws-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "sleep"), True, rws_case("sleep")),
     LossExample("rws-wake-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake-sleep"), True,

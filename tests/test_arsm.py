@@ -43,9 +43,13 @@ def test_each_draw_scores_every_distinct_pseudo_action_and_records_the_exact_dra
     assert value.item() == pytest.approx(-(loss.log_p_ - loss.log_q_).mean().item(), rel=1e-6)
 
 
+@pytest.mark.slow  # 20 training steps and an evaluation: seconds
 def test_the_command_line_trains_with_arsm(tmp_path):
     assert main(["train", "--data", "digits", "--model", "categorical", "--layers", "4", "--n-classes", "3",
                  "--loss", "arsm", "--n-samples", "2", "--steps", "20", "--eval-every", "20", "--eval-k", "4",
                  "--log-every", "10", "--progress", "false", "--out", str(tmp_path / "run")]) == 0
+
+
+def test_the_command_line_refuses_latents_it_cannot_handle_for_arsm(tmp_path):
     assert main(["train", "--data", "digits", "--model", "sbn", "--loss", "arsm", "--steps", "2",
                  "--progress", "false", "--out", str(tmp_path / "refused")]) == 2

@@ -131,9 +131,13 @@ def test_values_of_zero_probability_are_not_drawn():
         UnorderedSetLoss(Masked(6, 1, 3, hidden=(4,)), CategoricalGenModel(6, 1, 3, hidden=(4,)), 3)(DATA)
 
 
+@pytest.mark.slow  # 20 training steps and an evaluation: seconds
 def test_the_command_line_trains_with_the_unordered_set(tmp_path):
     assert main(["train", "--data", "digits", "--model", "categorical", "--layers", "4", "--n-classes", "3",
                  "--loss", "unordered-set", "--n-samples", "4", "--steps", "20", "--eval-every", "20", "--eval-k", "4",
                  "--log-every", "10", "--progress", "false", "--out", str(tmp_path / "run")]) == 0
+
+
+def test_the_command_line_refuses_latents_it_cannot_handle_for_the_unordered_set(tmp_path):
     assert main(["train", "--data", "digits", "--model", "sbn", "--layers", "10,5", "--loss", "unordered-set",
                  "--steps", "2", "--progress", "false", "--out", str(tmp_path / "refused")]) == 2
