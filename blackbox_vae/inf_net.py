@@ -417,18 +417,11 @@ class DistributionInfNet(InfNet):
             NotImplementedError: if the last `forward`'s distribution is not a Bernoulli.
             ValueError: for a ``layer`` other than 0.
         """
-        dist = self._dist()
-        while isinstance(dist, Independent):
-            dist = dist.base_dist
-        if not isinstance(dist, Bernoulli):
-            raise NotImplementedError(
-                f"`{type(self).__name__}.bernoulli_logits`: its distribution is a {type(dist).__name__}, not a "
-                "Bernoulli (has_bernoulli_logits is False after this forward).")
-        if layer != 0:
-            raise ValueError(f"`{type(self).__name__}.bernoulli_logits`: `layer` must be 0 (one latent tensor); "
-                             f"got {layer!r}.")
-        logits = dist.logits  # [batch, *latent_shape]
-        return logits.unsqueeze(1).expand(logits.shape[0], latents.shape[1], *logits.shape[1:])
+        base = self._dist()
+        while isinstance(base, Independent):
+            base = base.base_dist
+        return self._logits_of(base if isinstance(base, Bernoulli) else None, "bernoulli_logits", "a Bernoulli",
+                               latents, layer)
 
     @property
     def has_bernoulli_logits(self) -> bool:
@@ -445,14 +438,18 @@ class DistributionInfNet(InfNet):
             NotImplementedError: if the last `forward`'s distribution is not a OneHotCategorical.
             ValueError: for a ``layer`` other than 0.
         """
-        dist = _one_hot_categorical(self._dist())
+        return self._logits_of(_one_hot_categorical(self._dist()), "categorical_logits", "a OneHotCategorical",
+                               latents, layer)
+
+    def _logits_of(self, dist: Distribution | None, hook: str, kind: str, latents: Tensor, layer: int) -> Tensor:
+        """``dist``'s logits ``[batch, *latent_shape]`` expanded over the samples of ``latents``, for ``hook``; raises
+        when ``dist`` is None (the distribution is not ``kind``) or ``layer`` is not 0."""
         if dist is None:
             raise NotImplementedError(
-                f"`{type(self).__name__}.categorical_logits`: its distribution is a {type(self._dist()).__name__}, "
-                "not a OneHotCategorical (has_categorical_logits is False after this forward).")
+                f"`{type(self).__name__}.{hook}`: its distribution is a {type(self._dist()).__name__}, not {kind} "
+                f"(has_{hook} is False after this forward).")
         if layer != 0:
-            raise ValueError(f"`{type(self).__name__}.categorical_logits`: `layer` must be 0 (one latent tensor); "
-                             f"got {layer!r}.")
+            raise ValueError(f"`{type(self).__name__}.{hook}`: `layer` must be 0 (one latent tensor); got {layer!r}.")
         logits = dist.logits  # [batch, *latent_shape]
         return logits.unsqueeze(1).expand(logits.shape[0], latents.shape[1], *logits.shape[1:])
 

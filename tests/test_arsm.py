@@ -1,9 +1,10 @@
-"""ARSM beyond its exact-gradient checks (tests/loss_examples.py): what it refuses, what it records."""
+"""ARSM beyond its exact-gradient checks (tests/loss_examples.py): what it refuses, what it records; and the checks
+it shares with the unordered set estimator."""
 
 import pytest
 import torch
 
-from blackbox_vae import ARSMLoss
+from blackbox_vae import ARSMLoss, UnorderedSetLoss
 from blackbox_vae.cli import main
 from blackbox_vae.models import (CategoricalGenModel, CategoricalInfNet, GaussianMLPGenModel, GaussianMLPInfNet,
                                  SBNGenModel, SBNInfNet)
@@ -18,14 +19,16 @@ def test_latents_without_class_logits_are_refused_when_the_loss_is_built(pair):
         ARSMLoss(inf_class(6, 3), gen_class(6, 3), 1)
 
 
-def test_logits_of_the_wrong_shape_are_named():
+@pytest.mark.parametrize("loss_class", [ARSMLoss, UnorderedSetLoss])
+def test_logits_of_the_wrong_shape_are_named(loss_class):
+    """Both one-layer categorical estimators read q's class logits (`categorical_logits`) and check their shape."""
     class WrongShape(CategoricalInfNet):
         def categorical_logits(self, latents, layer=0):
             return super().categorical_logits(latents, layer)[..., :2]
 
     with pytest.raises(ValueError, match=r"WrongShape.categorical_logits` returned shape \(5, 1, 2, 2\); "
                                          r"expected .* \(5, 1, 2, 3\)"):
-        ARSMLoss(WrongShape(6, 2, 3, hidden=(4,)), CategoricalGenModel(6, 2, 3, hidden=(4,)), 1)(DATA)
+        loss_class(WrongShape(6, 2, 3, hidden=(4,)), CategoricalGenModel(6, 2, 3, hidden=(4,)), 2)(DATA)
 
 
 def test_each_draw_scores_every_distinct_pseudo_action_and_records_the_exact_draws():
@@ -44,9 +47,10 @@ def test_each_draw_scores_every_distinct_pseudo_action_and_records_the_exact_dra
 
 
 @pytest.mark.slow  # 20 training steps and an evaluation: seconds
-def test_the_command_line_trains_with_arsm(tmp_path):
+@pytest.mark.parametrize("loss, k", [("arsm", 2), ("unordered-set", 4)])
+def test_the_command_line_trains_the_categorical_model_with(tmp_path, loss, k):
     assert main(["train", "--data", "digits", "--model", "categorical", "--layers", "4", "--n-classes", "3",
-                 "--loss", "arsm", "--n-samples", "2", "--steps", "20", "--eval-every", "20", "--eval-k", "4",
+                 "--loss", loss, "--n-samples", str(k), "--steps", "20", "--eval-every", "20", "--eval-k", "4",
                  "--log-every", "10", "--progress", "false", "--out", str(tmp_path / "run")]) == 0
 
 

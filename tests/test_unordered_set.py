@@ -105,16 +105,6 @@ def test_k_is_checked_against_the_domain_and_the_baseline():
         UnorderedSetLoss(DeepSBNInfNet(6, [3, 2]), DeepSBNGenModel(6, [3, 2]), 2)(DATA)
 
 
-def test_logits_of_the_wrong_shape_are_named():
-    class WrongShape(CategoricalInfNet):
-        def categorical_logits(self, latents, layer=0):
-            return super().categorical_logits(latents, layer)[..., :2]
-
-    with pytest.raises(ValueError, match=r"WrongShape.categorical_logits` returned shape \(5, 1, 2, 2\); "
-                                         r"expected .* \(5, 1, 2, 3\)"):
-        UnorderedSetLoss(WrongShape(6, 2, 3, hidden=(4,)), CategoricalGenModel(6, 2, 3, hidden=(4,)), 2)(DATA)
-
-
 def test_values_of_zero_probability_are_not_drawn():
     """A class q gives probability 0 is never in the set; asking for more values than remain is refused."""
     log_probs = torch.log_softmax(torch.tensor([[[0.3, -1.0, -math.inf]]]), -1).expand(1000, 1, 3)
@@ -129,13 +119,6 @@ def test_values_of_zero_probability_are_not_drawn():
 
     with pytest.raises(ValueError, match=r"fewer than `n_samples` = 3 latent values have positive probability"):
         UnorderedSetLoss(Masked(6, 1, 3, hidden=(4,)), CategoricalGenModel(6, 1, 3, hidden=(4,)), 3)(DATA)
-
-
-@pytest.mark.slow  # 20 training steps and an evaluation: seconds
-def test_the_command_line_trains_with_the_unordered_set(tmp_path):
-    assert main(["train", "--data", "digits", "--model", "categorical", "--layers", "4", "--n-classes", "3",
-                 "--loss", "unordered-set", "--n-samples", "4", "--steps", "20", "--eval-every", "20", "--eval-k", "4",
-                 "--log-every", "10", "--progress", "false", "--out", str(tmp_path / "run")]) == 0
 
 
 def test_the_command_line_refuses_latents_it_cannot_handle_for_the_unordered_set(tmp_path):

@@ -7,6 +7,7 @@ from torch import Tensor
 from torch.nn.functional import one_hot
 
 from blackbox_vae.latents import Latents
+from blackbox_vae.losses._one_layer import one_layer_logits
 from blackbox_vae.losses.base import Loss
 
 __all__ = ["ARSMLoss"]
@@ -56,19 +57,7 @@ class ARSMLoss(Loss):
         inf_net = self.inf_net(data)
         self._check_hook(inf_net, "categorical_logits")  # again after forward: a DistributionInfNet's distribution
         batch, k = data.shape[0], self.n_samples
-        with torch.no_grad():
-            draw = inf_net.sample(1)
-        one_tuple = isinstance(draw, tuple) and len(draw) == 1
-        if not (isinstance(draw, Tensor) or one_tuple):
-            raise ValueError(f"{name} handles one layer of latents (a tensor, or a 1-tuple); "
-                             f"`{type(inf_net).__name__}.sample` returned {type(draw).__name__} of "
-                             f"{len(draw)} entries.")
-        layer = draw[0] if one_tuple else draw
-        logits = inf_net.categorical_logits(draw, 0)  # [batch, 1, *shape, C], differentiable
-        if logits.shape != layer.shape:
-            raise ValueError(f"{name}: `{type(inf_net).__name__}.categorical_logits` returned shape "
-                             f"{tuple(logits.shape)}; expected the latents' [batch, n_samples, *shape, C] = "
-                             f"{tuple(layer.shape)}.")
+        logits, layer, one_tuple = one_layer_logits(name, inf_net, "categorical_logits")  # [batch, 1, *shape, C]
         shape, n_classes = layer.shape[2:], layer.shape[-1]
         phi = logits[:, 0].reshape(batch, 1, -1, n_classes)  # [batch, 1, D, C]
         log_q_classes = torch.log_softmax(phi.detach(), dim=-1)

@@ -12,6 +12,7 @@ from blackbox_vae._call_state import set_call_state
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents
+from blackbox_vae.losses._one_layer import one_layer_logits
 from blackbox_vae.losses._without_replacement import sample_without_replacement, unordered_set_estimates
 from blackbox_vae.losses.base import Loss
 
@@ -84,26 +85,11 @@ class UnorderedSetLoss(Loss):
         """q's log-probabilities per latent dimension and class, ``[batch, D, C]`` (float64, detached), with one
         draw of the latents ``[batch, 1, *shape]``, whether they are one-hot, and whether they come as a
         1-tuple."""
-        name = type(self).__name__
+        one_hot_latents = not inf_net.has_bernoulli_logits
         with torch.no_grad():
-            draw = inf_net.sample(1)
-        one_tuple = isinstance(draw, tuple) and len(draw) == 1
-        if not (isinstance(draw, Tensor) or one_tuple):
-            raise ValueError(f"{name} handles one layer of latents (a tensor, or a 1-tuple); "
-                             f"`{type(inf_net).__name__}.sample` returned {type(draw).__name__} of "
-                             f"{len(draw)} entries. Use VIMCOLoss or DisARMLoss for several layers.")
-        layer = draw[0] if one_tuple else draw
-        with torch.no_grad():
-            if inf_net.has_bernoulli_logits:
-                logits = inf_net.bernoulli_logits(draw, 0)
-                one_hot_latents = False
-            else:
-                logits = inf_net.categorical_logits(draw, 0)
-                one_hot_latents = True
-        if logits.shape != layer.shape:
-            hook = "categorical_logits" if one_hot_latents else "bernoulli_logits"
-            raise ValueError(f"{name}: `{type(inf_net).__name__}.{hook}` returned shape {tuple(logits.shape)}; "
-                             f"expected the latents' [batch, n_samples, *shape] = {tuple(layer.shape)}.")
+            logits, layer, one_tuple = one_layer_logits(
+                type(self).__name__, inf_net, "categorical_logits" if one_hot_latents else "bernoulli_logits",
+                why=" Use VIMCOLoss or DisARMLoss for several layers.")
         batch = logits.shape[0]
         logits = logits[:, 0].to(torch.float64)
         if one_hot_latents:
