@@ -1,7 +1,7 @@
 """Gradient variance of the inference network's gradient, per estimator and K, with time per step.
 
 Run:
-    python benchmarks/gradient_variance.py [--draws 200] [--out benchmarks/results/gradient_variance]
+    python benchmarks/gradient_variance.py [--draws 200] [--threads 1] [--out benchmarks/results/gradient_variance]
 
 Three tables, each at a fixed model state and a fixed batch of 64:
 
@@ -133,7 +133,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gradient_variance"))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: the timings of small models, undisturbed by a thread pool)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     header = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; "
               f"{args.draws} gradient draws per cell, batch 64")
     discrete_rows, discrete_md = run_table("Discrete latents: one-layer SBN, 64-32", discrete_setup, args.draws)
