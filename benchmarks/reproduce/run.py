@@ -43,6 +43,9 @@ def train_flags(experiment: Experiment, run: Run, budget: Budget, out: Path, dat
               "--lr", str(budget.lr), "--eval-every", str(budget.eval_every), "--eval-k", str(budget.eval_k),
               "--log-every", str(budget.eval_every), "--checkpoint-every", str(budget.steps),
               "--device", device, "--out", str(out), "--progress", "false", "--seed", "0"]
+    # The table's protocol is PyTorch's default initialization: every row was measured so, before --output-bias
+    # existed (a rerun must reproduce its row).
+    flags += ["--output-bias", "false"]
     if budget.eval_size is not None:
         flags += ["--eval-size", str(budget.eval_size)]
     return flags

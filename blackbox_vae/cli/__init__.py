@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="elbo with --kl-warmup: NVAE's per-group KL balancing during the warm-up (default false)")
     train.add_argument("--spectral-reg", type=float, help="coefficient of the spectral regularization of every "
                        "convolution and linear map (default 0: off)")
+    train.add_argument("--output-bias", type=_bool, metavar="{true,false}",
+                       help="start p(x|z)'s output biases at the logits of the training data's mean, as the papers do "
+                            "(default true for binary data and models with such a bias)")
     train.add_argument("--grad-clip", type=float, help="clip the gradient's global norm to this (default and 0: no clipping)")
     train.add_argument("--steps", type=int, help=f"default {defaults.steps}")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")

@@ -49,6 +49,9 @@ class TrainConfig:
     kl_balancing: Optional[bool] = None  # elbo with kl_warmup: NVAE's KL balancing during the warm-up
     spectral_reg: float = 0.0  # coefficient of the spectral regularization of every convolution and linear map
     grad_clip: Optional[float] = None  # clip the gradient's global norm to this (None or 0: no clipping)
+    # p(x|z)'s output biases start at the logits of the training data's mean (None: wherever the likelihood is
+    # Bernoulli and the model has such a bias; the run's config.json records what took effect)
+    output_bias: Optional[bool] = None
     # optimization
     steps: int = 3000
     batch_size: int = 64
@@ -147,6 +150,8 @@ class TrainConfig:
             if not 0 <= self.kl_warmup <= 1:
                 raise ConfigError(f"{_name('kl_warmup')} must be a fraction of --steps in [0, 1] (0: no warm-up); got "
                                   f"{self.kl_warmup!r}.")
+        if self.output_bias is not None and not isinstance(self.output_bias, bool):
+            raise ConfigError(f"{_name('output_bias')} must be true or false; got {self.output_bias!r}.")
         if self.kl_balancing is not None:
             if not isinstance(self.kl_balancing, bool):
                 raise ConfigError(f"{_name('kl_balancing')} must be true or false; got {self.kl_balancing!r}.")
@@ -253,6 +258,7 @@ class TrainConfig:
                 values[option] = None
         if values.get("model") != "categorical":
             values["n_classes"] = None  # earlier versions recorded its default for every model
+        values.setdefault("output_bias", False)  # runs saved before the setting existed started from zero biases
         return cls.from_dict(values, source)
 
     @classmethod
@@ -304,7 +310,10 @@ def _integer(setting: str, value: Any, minimum: int, hint: str = "") -> int:
 
 # The settings a resumed run may change: how far to train, where, and how it is monitored. Every other
 # setting (a new one too, unless it is added here) must equal the checkpoint's.
-RESUME_MAY_CHANGE = ("steps", "device", "log_every", "eval_every", "eval_k", "eval_size", "checkpoint_every", "out")
+#: Settings a resumed run may change. ``output_bias`` acts on the initial parameters only, which the checkpoint
+#: replaces: a resumed run keeps (and records) the checkpoint's value.
+RESUME_MAY_CHANGE = ("steps", "device", "log_every", "eval_every", "eval_k", "eval_size", "checkpoint_every", "out",
+                     "output_bias")
 
 
 def _temperature(value: Any) -> float | str:

@@ -26,6 +26,7 @@ from blackbox_vae.losses.base import Loss
 from blackbox_vae.losses.elbo import ELBOLoss
 from blackbox_vae.losses.registry import LOSSES, build_loss
 from blackbox_vae.metrics.information import bit_mutual_information
+from blackbox_vae.models.output_bias import initialize_output_bias
 from blackbox_vae.models.registry import MODELS, build_models
 
 __all__ = ["Run", "build_run", "train", "resolve_device", "TrainingError"]
@@ -98,6 +99,14 @@ def build_run(config: TrainConfig, device: torch.device | None = None) -> Run:
                                           architecture=config.architecture)
     except ValueError as error:
         raise ConfigError(str(error)) from error
+    applied = False
+    if config.output_bias is not False and dataset.likelihood == "bernoulli":
+        applied = initialize_output_bias(gen_model, dataset.train)
+    if config.output_bias and not applied:
+        raise ConfigError(f"`output_bias` (--output-bias) true: --model {config.model} on --data {config.data} has no "
+                          "Bernoulli output layer whose bias to set (the convolutional HVAE, NVAE and real-valued "
+                          "data have none); remove the flag.")
+    config.output_bias = applied  # recorded in config.json as what took effect
     # On CPU the losses' per-call finiteness check is free; on a GPU it would synchronize every step,
     # so there the loop checks the running bound at each logging interval instead.
     try:
@@ -201,6 +210,7 @@ def _restore(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, pa
     # To the CPU: RNG states must stay CPU tensors; load_state_dict moves parameters and optimizer state.
     state = load_checkpoint(path, map_location="cpu")
     _check_resumable(state["config"], run.config, path)
+    run.config.output_bias = TrainConfig.from_saved(state["config"], f"{path} (its config)").output_bias
     saved_settings = state["loss"].get("_extra_state", {}).get("settings", {})
     if isinstance(run.loss, ELBOLoss) and "kl_warmup_steps" in saved_settings:
         # the warm-up's length was fixed when the run started (a fraction of its --steps then)

@@ -4,6 +4,7 @@ from blackbox_vae.models.categorical import CategoricalGenModel, CategoricalInfN
 from blackbox_vae.models.deep_sbn import DeepSBNGenModel, DeepSBNInfNet
 from blackbox_vae.models.gaussian_mlp import GaussianMLPGenModel, GaussianMLPInfNet
 from blackbox_vae.models.hvae import HVAEGenModel, HVAELadderInfNet, HVAEReverseInfNet
+from blackbox_vae.models.output_bias import initialize_output_bias
 from blackbox_vae.models.sbn import SBNGenModel, SBNInfNet
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "HVAEGenModel",
     "HVAELadderInfNet",
     "HVAEReverseInfNet",
+    "initialize_output_bias",
 ]

@@ -60,6 +60,11 @@ class CategoricalGenModel(GenModel):
         self.prior_logits = nn.Parameter(torch.zeros(n_latents, n_classes), requires_grad=learn_prior)
         self.decoder = mlp(n_latents * n_classes, hidden, data_dim, activation=nn.ReLU)
 
+    @property
+    def output_logits_bias(self) -> Tensor:
+        """The ``[D]`` bias of p(x|z)'s logits (`blackbox_vae.models.initialize_output_bias`)."""
+        return self.decoder[-1].bias
+
     def forward(self, data: Tensor, latents: Tensor) -> "CategoricalGenModel":
         self.params_ = self.decoder(latents.flatten(-2))  # [batch, n_samples, D] logits of p(x|z)
         return self

@@ -177,6 +177,11 @@ class DeepSBNGenModel(GenModel):
         # conditionals[l] maps layer l+1 down to layer l (layer 0 is the data)
         self.conditionals = nn.ModuleList(mlp(b, hidden, a) for a, b in zip(widths[:-1], widths[1:]))
 
+    @property
+    def output_logits_bias(self) -> Tensor:
+        """The ``[D]`` bias of p(x|z_1)'s logits (`blackbox_vae.models.initialize_output_bias`)."""
+        return self.conditionals[0][-1].bias
+
     def forward(self, data: Tensor, latents: tuple[Tensor, ...]) -> "DeepSBNGenModel":
         # logits of p(x|z_1), p(z_1|z_2), ..., p(z_{L-1}|z_L)
         set_call_state(self, "params_", tuple(conditional(z) for conditional, z in zip(self.conditionals, latents)))

@@ -130,6 +130,12 @@ class GaussianMLPGenModel(GenModel):
         if likelihood == "gaussian":
             self.raw_scale = nn.Parameter(torch.zeros(data_dim))
 
+    @property
+    def output_logits_bias(self) -> Tensor | None:
+        """The ``[D]`` bias of p(x|z)'s Bernoulli logits (`blackbox_vae.models.initialize_output_bias`); None for
+        the Gaussian likelihood."""
+        return self.decoder[-1].bias if self.likelihood_kind == "bernoulli" else None
+
     def forward(self, data: Tensor, latents: Tensor) -> "GaussianMLPGenModel":
         set_call_state(self, "params_", self.decoder(latents))  # [batch, K, D]
         return self

@@ -144,6 +144,12 @@ class HVAEGenModel(GenModel):
         self.conditionals = nn.ModuleList(_Conditional(a, hidden, b) for a, b in zip(layers[:-1], layers[1:]))
         self.decoder = _ConvDecoder(layers[-1]) if architecture == "conv" else mlp(layers[-1], hidden, data_dim)
 
+    @property
+    def output_logits_bias(self) -> Tensor | None:
+        """The ``[D]`` bias of p(x|z)'s logits for the MLP decoder (`blackbox_vae.models.initialize_output_bias`);
+        None for the convolutional one, whose biases are per channel."""
+        return self.decoder[-1].bias if self.architecture == "mlp" else None
+
     def conditional_logits(self, layer: int, parent: Tensor) -> Tensor:
         """Logits of p(z_layer | z_{layer-1} = parent), for ``layer`` >= 1 and any leading dimensions."""
         return self.conditionals[layer - 1](parent)

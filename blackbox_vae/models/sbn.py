@@ -56,5 +56,10 @@ class SBNGenModel(DistributionGenModel):
     def prior(self) -> Bernoulli:
         return Bernoulli(logits=self.prior_logits, validate_args=False)  # batch_shape [H]
 
+    @property
+    def output_logits_bias(self) -> Tensor:
+        """The ``[D]`` bias of p(x|z)'s logits (`blackbox_vae.models.initialize_output_bias`)."""
+        return self.decoder[-1].bias
+
     def likelihood(self, latents: Tensor) -> Bernoulli:
         return Bernoulli(logits=self.decoder(latents), validate_args=False)  # [*lead, D]
