@@ -65,5 +65,6 @@ def test_runs_saved_before_the_setting_resume_with_zero_biases_recorded(tmp_path
     """A config.json without the key was trained from zero biases; resuming keeps the checkpoint's value."""
     assert TrainConfig.from_saved({"loss": "vimco"}, "old run").output_bias is False
     assert main(["train", "--out", str(tmp_path / "run"), "--output-bias", "false", *TINY]) == 0
-    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--steps", "4", *TINY[2:]]) == 0
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--steps", "4", "--output-bias", "true",
+                 *TINY[2:]]) == 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["output_bias"] is False
