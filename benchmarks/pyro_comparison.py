@@ -13,6 +13,9 @@ Models (batch 64, binary data):
   RenyiELBO(alpha=0) vs hand-written), ours on GaussianMLPInfNet/GaussianMLPGenModel.
 - VIMCO (which Pyro lacks): ours (O(K) leave-one-out) vs a hand-written VIMCO with the usual K x K
   leave-one-out matrix, K in {2, 10, 50, 200, 1000}.
+- ``--only user --batch-size 32 --out benchmarks/results/user_models``: RWS and VIMCO at K = 10 on SBNs
+  written the way users write them (only forward/sample/log_prob; `user_style_models.py`), with validation
+  on, against the same arithmetic by hand: the library's own cost per step.
 
 All Pyro ELBOs vectorize particles (``vectorize_particles=True``); validation is off in all three
 (``pyro.enable_validation(False)``, ``validate=False``, ``validate_args=False``). Each cell is the median
@@ -27,6 +30,7 @@ import json
 import math
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +45,8 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from blackbox_vae import ELBOLoss, IWAELoss, RWSLoss, ScoreFunctionLoss, VIMCOLoss
 from blackbox_vae.models import DeepSBNGenModel, DeepSBNInfNet, GaussianMLPGenModel, GaussianMLPInfNet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # user_style_models.py, beside this file
 
 
 def bce_log_prob(logits, value):
@@ -313,6 +319,26 @@ def vimco_cells(ks, batch, repeats, device, compile_step):
     return rows
 
 
+def user_cells(layer_sets, k, batch, repeats, device, compile_step):
+    """RWS (wake) and VIMCO on user-style models (only forward/sample/log_prob), validation on, against the same
+    arithmetic by hand (`benchmarks/user_style_models.py`): the library's own cost on a user's model."""
+    from user_style_models import UserSBNGenModel, UserSBNInfNet, hand_step
+
+    rows = []
+    x = torch.bernoulli(torch.full((batch, 784), 0.13, device=device))
+    for layers in layer_sets:
+        torch.manual_seed(0)
+        q, p = UserSBNInfNet(784, layers).to(device), UserSBNGenModel(784, layers).to(device)
+        params = list(q.parameters()) + list(p.parameters())
+        for name, ours, estimator in (("RWS (wake), user-style models", RWSLoss(q, p, k, phi_update="wake"), "rws"),
+                                      ("VIMCO, user-style models", VIMCOLoss(q, p, k), "vimco")):
+            steps = with_compiled({"ours": ours_step(ours), "hand": hand_step(q, p, k, estimator)}, ours,
+                                  compile_step)
+            result = time_interleaved(steps, x, params, repeats, device)
+            rows.append({"model": "SBN " + "-".join(map(str, [784, *layers])), "pair": name, "K": k, **result})
+    return rows
+
+
 def markdown(rows) -> str:
     compiled = any("compiled" in row for row in rows)
     columns = ["model", "estimators (ours vs Pyro)", "K", "ours ms", "Pyro ms", "hand-written ms"]
@@ -341,7 +367,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="fewer cells (K in {1, 5}; VIMCO K up to 200)")
-    parser.add_argument("--only", choices=("sbn", "gaussian", "small", "vimco"), help="one group of cells")
+    parser.add_argument("--only", choices=("sbn", "gaussian", "small", "vimco", "user"), help="one group of cells "
+                        "(user: user-style models at batch 32, K = 10, validation on; not in the default run)")
     parser.add_argument("--ks", type=int, nargs="+", help="K values of the 784-dimensional models (default 1 5 50)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(loss) (column 'compiled')")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pyro_comparison"))
@@ -362,6 +389,8 @@ def main(argv=None):
         rows += gaussian_cells(100, 20, (2, 5), **common)
     if args.only in (None, "vimco"):
         rows += vimco_cells((2, 10, 50, 200) if args.quick else (2, 10, 50, 200, 1000), **common)
+    if args.only == "user":  # its own table (--out benchmarks/results/user_models): other batch, K and validation
+        rows += user_cells(([200], [200, 200], [200, 200, 200]), 10, **common)
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}"
                + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     setup = (f"torch {torch.__version__}, pyro {pyro.__version__}, {machine}; batch {args.batch_size}; "

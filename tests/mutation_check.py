@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -327,6 +328,28 @@ MUTANTS = [
            '    run.config.output_bias = TrainConfig.from_saved(state["config"], f"{path} (its config)").output_bias\n',
            "",
            ("tests/test_output_bias.py",)),
+    Mutant("data parallel: the running statistics are not synchronized over the processes",
+           "blackbox_vae/cli/training.py",
+           "        run.loss.synchronize_statistics()\n", "",
+           ("tests/test_distributed.py -m slow",)),
+    Mutant("data parallel: each process trains on the whole batch instead of its share",
+           "blackbox_vae/data/batches.py",
+           "        return batch[self._rows]", "        return batch",
+           ("tests/test_distributed.py -k shares",)),
+    Mutant("data parallel: the loss history is the main process's share's, not averaged",
+           "blackbox_vae/cli/training.py",
+           "    history[progress.reduced:] = run.processes.mean(history[progress.reduced:], run.device)\n", "",
+           ("tests/test_distributed.py -m slow",)),
+    Mutant("data parallel: a resumed process takes the main process's generator state",
+           "blackbox_vae/cli/training.py",
+           'torch.set_rng_state(state["rng"]["ranks"][rank] if "ranks" in state["rng"] else state["rng"]["torch"])',
+           'torch.set_rng_state(state["rng"]["torch"])',
+           ("tests/test_distributed.py -m slow",)),
+    Mutant("data parallel: NVIL's variance leaves out the spread between the shares' means",
+           "blackbox_vae/losses/base.py",
+           "        return whole_mean, variances.mean() + (means - whole_mean).pow(2).mean()",
+           "        return whole_mean, variances.mean()",
+           ("tests/test_distributed.py -m slow",)),
     Mutant("a pathwise estimator accepts a generative model that declares differentiable = False",
            "blackbox_vae/losses/base.py",
            'if self.needs_differentiable_gen_model and not getattr(gen_model, "differentiable", True):',
@@ -348,8 +371,8 @@ MUTANTS = [
 
 
 def _targets(test: str) -> list[str]:
-    node, _, expression = test.partition(" -k ")
-    return [node] + (["-k", expression.strip("'")] if expression else [])
+    """A test's pytest arguments: a node id, with ``-k EXPRESSION`` or ``-m slow`` (quoted as in a shell)."""
+    return shlex.split(test)
 
 
 def apply(mutant: Mutant, root: Path) -> None:

@@ -289,10 +289,10 @@ def test_resume_takes_the_saved_settings_and_writes_the_uninterrupted_rows(tmp_p
     assert main(["train", "--out", str(tmp_path / "whole"), *flags]) == 0
     real_step = training._step
 
-    def dies_at_16(run, optimizer, stream):
+    def dies_at_16(run, optimizer, stream, *step):
         if run.loss.loss_history_ and len(run.loss.loss_history_) == 15:
             raise KeyboardInterrupt  # as a killed process: no checkpoint, no final row
-        real_step(run, optimizer, stream)
+        real_step(run, optimizer, stream, *step)
 
     monkeypatch.setattr(training, "_step", dies_at_16)
     with pytest.raises(KeyboardInterrupt):

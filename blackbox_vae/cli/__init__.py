@@ -12,6 +12,7 @@ from blackbox_vae.cli.checkpoint import CheckpointError
 from blackbox_vae.cli.training import TrainingError
 from blackbox_vae.cli.config import ESTIMATOR_OPTIONS, ConfigError, TrainConfig, load_config_file
 from blackbox_vae.cli.presets import preset_names, resolve_config
+from blackbox_vae.cli.schedules import LR_SCHEDULES
 from blackbox_vae.data import DATASETS, DataFileError
 from blackbox_vae.losses.registry import ANNEALED_TEMPERATURE, LOSSES, option_choices, option_default
 from blackbox_vae.models.registry import MODELS
@@ -94,10 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-bias", type=_bool, metavar="{true,false}",
                        help="start p(x|z)'s output biases at the logits of the training data's mean, as the papers do "
                             "(default true for binary data and models with such a bias)")
+    train.add_argument("--compile", type=_bool, metavar="{true,false}",
+                       help="torch.compile the loss (default: off; measured in docs/command_line.md)")
     train.add_argument("--grad-clip", type=float, help="clip the gradient's global norm to this (default and 0: no clipping)")
     train.add_argument("--steps", type=int, help=f"default {defaults.steps}")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--lr", type=float, help=f"Adam learning rate (default {defaults.lr})")
+    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant (default), or iwae: Burda et al.'s "
+                       "rate x 10^(-i/7) in stages i = 0..7 of 3^i epochs")
     train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
     train.add_argument("--log-every", type=int, help=f"default {defaults.log_every}")
@@ -113,12 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", type=_positive_int, default=5000, help="importance samples per data point")
     evaluate.add_argument("--split", choices=("test", "valid", "train"), default="test")
     evaluate.add_argument("--batch-size", type=_positive_int, default=100, help="data points per chunk")
-    evaluate.add_argument("--sample-chunk", type=_positive_int, default=1000, help="samples per chunk")
+    evaluate.add_argument("--sample-chunk", type=_positive_int, help="samples per chunk (default: sized for the cache, "
+                          "about 2 million elements of data per chunk)")
     evaluate.add_argument("--limit", type=_positive_int,
                           help="evaluate on a fixed random subset of LIMIT data points, the same for every run "
                                "(default all)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--progress", type=_bool, help="show a progress bar with its rate (default: when attached "
+                          "to a terminal)")
     evaluate.add_argument("--fid", action="store_true", help="also score generated samples against the split: FID, "
                           "precision and recall on the features of the data set's cached classifier")
     evaluate.add_argument("--fid-samples", type=_positive_int, help="samples scored (default: as many as data points)")
@@ -274,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = train(_train_config(args), resume=getattr(args, "resume", False),
                             progress=getattr(args, "progress", None), overwrite=getattr(args, "overwrite", False))
+            if summary["rank"]:  # under torchrun the main process (rank 0) reports
+                return 0
             print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s: training bound "
                   f"{summary['train_bound']:.4f}, validation bound (K={summary['eval_k']}) {summary['valid_bound']:.4f} "
                   f"nats; wrote {summary['out']}/")
@@ -283,10 +293,11 @@ def main(argv: list[str] | None = None) -> int:
             sampler, options = _sampler_choice(args)
             result = evaluate(args.run_dir, args.k, args.split, args.batch_size, args.sample_chunk, args.device,
                               args.seed, args.limit, fid=args.fid, sampler=sampler, sampler_options=options,
-                              fid_samples=args.fid_samples)
+                              fid_samples=args.fid_samples, progress=args.progress)
             print(json.dumps(result, indent=1))
             print(f"{args.split} log-likelihood (K={args.k}, n={result['n']}): {result['log_likelihood']:.4f} "
-                  f"± {result['standard_error']:.4f} nats")
+                  f"± {result['standard_error']:.4f} nats ({result['seconds']:.1f} s"
+                  + (f", {result['n'] / result['seconds']:.1f} data points/s)" if result["seconds"] > 0 else ")"))
             if args.fid:
                 print(f"{sampler} samples: FID {result['fid']:.3f}, precision {result['precision']:.3f}, recall "
                       f"{result['recall']:.3f} ({result['feature_network']})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,10 @@ def fitted_sampler(run: Run, name: str = "prior", options: dict[str, Any] | None
     return sampler
 
 
-def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int = 100, sample_chunk: int = 1000,
-             device: str = "cpu", seed: int = 0, limit: int | None = None, fid: bool = False,
-             sampler: str = "prior", sampler_options: dict[str, Any] | None = None,
-             fid_samples: int | None = None) -> dict[str, Any]:
+def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int = 100,
+             sample_chunk: int | None = None, device: str = "cpu", seed: int = 0, limit: int | None = None,
+             fid: bool = False, sampler: str = "prior", sampler_options: dict[str, Any] | None = None,
+             fid_samples: int | None = None, progress: bool | None = False) -> dict[str, Any]:
     """The K-sample importance-weighted bound of log p(x) on a split, with the trained inference network,
     and optionally the quality of generated samples (FID, precision, recall) against the split.
 
@@ -90,6 +91,10 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
             sets ``decode``.
         sampler: the sampler's name (see `blackbox_vae.samplers.build_sampler`).
         sampler_options: keyword options for that sampler.
+        sample_chunk: samples per chunk (default: `log_likelihood_bound`'s, sized for the cache).
+        progress: show a tqdm progress bar in data points, with its rate (None: when stderr is a terminal).
+
+    The entry also records ``seconds``, the bound's wall time.
 
     Raises:
         ConfigError: for a data set without a feature network, or a sampler that does not fit.
@@ -105,12 +110,18 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
         data = data[rows]
     data = data.to(run.device)
     torch.manual_seed(seed)
-    bounds = log_likelihood_bound(run.inf_net, run.gen_model, data, n_samples=k, batch_size=batch_size,
-                                  sample_chunk=sample_chunk).double()
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    with tqdm(total=len(data), desc=f"{split} bound, K={k}", unit="point", dynamic_ncols=True,
+              disable=None if progress is None else not progress) as bar:
+        bounds = log_likelihood_bound(run.inf_net, run.gen_model, data, n_samples=k, batch_size=batch_size,
+                                      sample_chunk=sample_chunk, progress=bar.update).double()
+    seconds = time.perf_counter() - started
     result = {"split": split, "k": k, "n": len(bounds), "log_likelihood": bounds.mean().item(),
               "standard_error": (bounds.std() / math.sqrt(len(bounds))).item() if len(bounds) > 1 else 0.0,
               "step": state["step"], "data": run.config.data, "model": run.config.model, "loss": run.config.loss,
-              "n_samples": run.config.n_samples, "device": str(run.device), "seed": seed}
+              "n_samples": run.config.n_samples, "device": str(run.device), "seed": seed, "seconds": round(seconds, 3)}
     if fid:
         result.update(_sample_quality(run, data, sampler, sampler_options, fid_samples or len(data), seed))
     path = Path(run_dir) / "evaluation.json"

@@ -52,12 +52,19 @@ class TrainConfig:
     # p(x|z)'s output biases start at the logits of the training data's mean (None: wherever the likelihood is
     # Bernoulli and the model has such a bias; the run's config.json records what took effect)
     output_bias: Optional[bool] = None
+    # torch.compile the loss (None: the measured default, see blackbox_vae.cli.training.compile_by_default; the
+    # run's config.json records what took effect)
+    compile: Optional[bool] = None
     # optimization
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: Optional[str] = None  # constant | iwae (None: constant); see blackbox_vae.cli.schedules
     seed: int = 0
     device: str = "cpu"
+    # processes training together (set from torchrun's environment, not a flag; each sees batch_size / world_size
+    # rows of every batch)
+    world_size: int = 1
     # monitoring
     log_every: int = 100  # steps between progress-bar updates and metrics rows
     eval_every: int = 1000  # steps between validation bounds
@@ -80,7 +87,7 @@ class TrainConfig:
             if not (isinstance(value, str) or (optional and value is None)):
                 raise ConfigError(f"{_name(name)} must be text; got {value!r}.")
         for name in ("steps", "batch_size", "n_samples", "log_every", "eval_every", "eval_k", "checkpoint_every",
-                     "seed"):
+                     "seed", "world_size"):
             setattr(self, name, _integer(name, getattr(self, name), minimum=0 if name == "seed" else 1))
         from blackbox_vae.models.registry import MODELS, default_layers
 
@@ -107,6 +114,11 @@ class TrainConfig:
         self.lr = _number("lr", self.lr)
         if not self.lr > 0:
             raise ConfigError(f"{_name('lr')} must be a positive, finite learning rate; got {self.lr!r}.")
+        from blackbox_vae.cli.schedules import LR_SCHEDULES
+
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"{_name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}; "
+                              f"got {self.lr_schedule!r}.")
         for name, allow_empty in (("layers", self.model == "nvae"), ("hidden", True)):
             values = getattr(self, name)
             if not isinstance(values, list) or (not values and not allow_empty) or any(
@@ -150,8 +162,9 @@ class TrainConfig:
             if not 0 <= self.kl_warmup <= 1:
                 raise ConfigError(f"{_name('kl_warmup')} must be a fraction of --steps in [0, 1] (0: no warm-up); got "
                                   f"{self.kl_warmup!r}.")
-        if self.output_bias is not None and not isinstance(self.output_bias, bool):
-            raise ConfigError(f"{_name('output_bias')} must be true or false; got {self.output_bias!r}.")
+        for name in ("output_bias", "compile"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{_name(name)} must be true or false; got {getattr(self, name)!r}.")
         if self.kl_balancing is not None:
             if not isinstance(self.kl_balancing, bool):
                 raise ConfigError(f"{_name('kl_balancing')} must be true or false; got {self.kl_balancing!r}.")
@@ -231,6 +244,7 @@ class TrainConfig:
 
         values = asdict(self)
         values["binarization"] = effective_binarization(self.data, self.binarization)
+        values["lr_schedule"] = self.lr_schedule or "constant"
         if self.model == "categorical" and self.n_classes is None:
             values["n_classes"] = 10
         if self.loss == "elbo":
@@ -259,6 +273,8 @@ class TrainConfig:
         if values.get("model") != "categorical":
             values["n_classes"] = None  # earlier versions recorded its default for every model
         values.setdefault("output_bias", False)  # runs saved before the setting existed started from zero biases
+        values.setdefault("world_size", 1)  # and before data-parallel training, in one process
+        values.setdefault("compile", False)  # and before --compile, eagerly
         return cls.from_dict(values, source)
 
     @classmethod
@@ -311,9 +327,11 @@ def _integer(setting: str, value: Any, minimum: int, hint: str = "") -> int:
 # The settings a resumed run may change: how far to train, where, and how it is monitored. Every other
 # setting (a new one too, unless it is added here) must equal the checkpoint's.
 #: Settings a resumed run may change. ``output_bias`` acts on the initial parameters only, which the checkpoint
-#: replaces: a resumed run keeps (and records) the checkpoint's value.
+#: replaces: a resumed run keeps (and records) the checkpoint's value. ``compile`` changes how a step is
+#: computed, not what: a run may be resumed compiled or not (its random draws then differ from an uninterrupted
+#: run's, as a compiled step draws with the compiler's generator).
 RESUME_MAY_CHANGE = ("steps", "device", "log_every", "eval_every", "eval_k", "eval_size", "checkpoint_every", "out",
-                     "output_bias")
+                     "output_bias", "compile")
 
 
 def _temperature(value: Any) -> float | str:

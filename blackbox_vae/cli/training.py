@@ -7,6 +7,7 @@ Each phase is one function below.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -20,6 +21,8 @@ import torch
 
 from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from blackbox_vae.cli.config import RESUME_MAY_CHANGE, ConfigError, TrainConfig
+from blackbox_vae.cli.distributed import Processes
+from blackbox_vae.cli.schedules import learning_rate_factor
 from blackbox_vae.data import BatchStream, Dataset, load_dataset
 from blackbox_vae.evaluation import log_likelihood_bound
 from blackbox_vae.losses.base import Loss
@@ -80,6 +83,8 @@ class Run:
         self.config, self.dataset, self.loss, self.device = config, dataset, loss, device
         self.inf_net, self.gen_model = loss.inf_net, loss.gen_model
         self.regularizer = regularizer
+        self.stepper: torch.nn.Module = loss  # what a step calls: the loss, or its DistributedDataParallel wrapper
+        self.processes = Processes()
 
 
 def build_run(config: TrainConfig, device: torch.device | None = None) -> Run:
@@ -129,6 +134,13 @@ def build_run(config: TrainConfig, device: torch.device | None = None) -> Run:
     return Run(config, dataset, loss.to(device), device, regularizer)
 
 
+def compile_by_default(config: TrainConfig, device: torch.device) -> bool:
+    """Whether a run compiles its loss when ``--compile`` is not given: never, as measured
+    (benchmarks/compile_default.py, docs/command_line.md): on the CPU, compiling costs more than it saves in
+    runs of the default length, and no GPU measurement has been made."""
+    return False
+
+
 def _models_for(loss: str) -> list[str]:
     """The ready models whose inference network has every hook the loss needs (asked of tiny instances)."""
     needs = LOSSES[loss].loss_class.needs
@@ -153,6 +165,7 @@ class _Progress:
     last_logged: int = 0
     bit_columns: list[str] = field(default_factory=list)  # bit_information.csv's columns after "step"
     bit_rows: list[list[float]] = field(default_factory=list)  # [step, information of each bit]
+    reduced: int = 0  # loss-history entries already averaged over the processes (torchrun)
 
 
 def _validation_bound(run: Run, data: torch.Tensor, step: int) -> float:
@@ -199,7 +212,11 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> 
     changed = [name for name in current if name not in RESUME_MAY_CHANGE and saved.get(name) != current[name]]
     if changed:
         details = ", ".join(f"{n}: {saved.get(n)!r} -> {current[n]!r}" for n in changed)
-        raise ConfigError(f"cannot resume {path}: these settings differ from the checkpoint's ({details}). "
+        hint = ""
+        if "world_size" in changed:
+            hint = (f" It was trained by {saved.get('world_size')} process(es): resume it with torchrun "
+                    f"--nproc-per-node {saved.get('world_size')} (each process's random generator is in the checkpoint).")
+        raise ConfigError(f"cannot resume {path}: these settings differ from the checkpoint's ({details}).{hint} "
                           f"Resume with the same settings (only {', '.join(RESUME_MAY_CHANGE)} may change), "
                           "or train into a new --out directory.")
 
@@ -224,12 +241,16 @@ def _restore(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, pa
                               f"({str(error).splitlines()[0]}).") from error
     optimizer.load_state_dict(state["optimizer"])
     stream.load_state_dict(state["stream"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if run.device.type == "cuda" and state["rng"]["cuda"]:
+    rank = run.processes.rank
+    torch.set_rng_state(state["rng"]["ranks"][rank] if "ranks" in state["rng"] else state["rng"]["torch"])
+    if run.device.type == "cuda" and "cuda_ranks" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda_ranks"][rank], run.device)
+    elif run.device.type == "cuda" and state["rng"]["cuda"]:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     # the step of the last metrics row, so that the next row averages the same steps as without the interruption
     last_logged = state.get("last_logged", state["step"])  # checkpoints of format 1 did not record it
-    progress = _Progress(state["step"], state["elapsed"], list(state["metrics"]), last_logged)
+    progress = _Progress(state["step"], state["elapsed"], list(state["metrics"]), last_logged,
+                         reduced=len(run.loss.loss_history_))  # saved after reducing
     if "bit_information" in state:  # checkpoints from before per-bit information have none
         progress.bit_columns = list(state["bit_information"]["columns"])
         progress.bit_rows = state["bit_information"]["rows"].tolist()
@@ -240,10 +261,14 @@ def _restore(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, pa
 
 
 # ---------------------------------------------------------------------------------------------- step
-def _step(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream) -> None:
-    """One gradient step on the next batch."""
+def _step(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, step: int) -> None:
+    """One gradient step on the next batch (``step``: the steps taken before it, for the learning rate)."""
+    rate = run.config.lr * learning_rate_factor(run.config.lr_schedule or "constant", step,
+                                                len(stream.data) // stream.batch_size)
+    for group in optimizer.param_groups:
+        group["lr"] = rate
     optimizer.zero_grad(set_to_none=True)
-    objective = run.loss(next(stream))
+    objective = run.stepper(next(stream))
     if run.regularizer is not None:
         objective = objective + run.config.spectral_reg * run.regularizer()
     objective.backward()
@@ -267,11 +292,15 @@ def _monitor(run: Run, progress: _Progress, valid: torch.Tensor, started: float)
     evaluating = step % config.eval_every == 0 or step == config.steps
     if not (logging or evaluating):
         return None
+    _reduce_history(run, progress)
     recent = run.loss.loss_history_[progress.last_logged - step:] if step > progress.last_logged else []
     train_bound = -sum(recent) / len(recent) if recent else float("nan")
     if recent and not math.isfinite(train_bound):
         raise FloatingPointError(f"the training bound became {train_bound} by step {step} "
                                  f"({config.loss} on {config.data}); lower --lr, or check the model.")
+    if not run.processes.main:  # the others do not evaluate or keep rows
+        progress.last_logged = step
+        return None
     elapsed = time.perf_counter() - started
     row = {"step": step, "seconds": round(elapsed, 3), "train_bound": train_bound, "valid_bound": "",
            "active_bits": "", "bit_information": ""}
@@ -290,6 +319,16 @@ def _monitor(run: Run, progress: _Progress, valid: torch.Tensor, started: float)
     return row
 
 
+def _reduce_history(run: Run, progress: "_Progress") -> None:
+    """Under torchrun, replaces the loss history's entries since the last call by their mean over the processes:
+    each process records its share's objective, and the mean of equal shares' means is the whole batch's."""
+    if not run.processes.distributed:
+        return
+    history = run.loss.loss_history_  # the list itself
+    history[progress.reduced:] = run.processes.mean(history[progress.reduced:], run.device)
+    progress.reduced = len(history)
+
+
 def _report(row: dict, run: Run, bar) -> None:
     """Shows a metrics row: on the progress bar, or, when there is none (no terminal), as a printed line."""
     if not bar.disable:
@@ -306,9 +345,20 @@ def _report(row: dict, run: Run, bar) -> None:
 
 # ---------------------------------------------------------------------------------------------- save
 def _save(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, progress: _Progress, out: Path) -> None:
-    """Writes the checkpoint (atomically), ``metrics.csv`` and, for binary latents, ``bit_information.csv``."""
+    """Writes the checkpoint (atomically), ``metrics.csv`` and, for binary latents, ``bit_information.csv``.
+
+    Under torchrun every process takes part (their random generators are gathered) and the main one writes.
+    """
     rng = {"torch": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else []}
+    processes = run.processes
+    if processes.distributed:
+        _reduce_history(run, progress)
+        rng["ranks"] = processes.gather_states(rng["torch"], run.device)
+        if run.device.type == "cuda":
+            rng["cuda_ranks"] = processes.gather_states(torch.cuda.get_rng_state(run.device), run.device)
+        if not processes.main:
+            return
     bit_information = {"columns": progress.bit_columns,
                        "rows": torch.tensor(progress.bit_rows, dtype=torch.float64).reshape(
                            len(progress.bit_rows), 1 + len(progress.bit_columns))}
@@ -344,6 +394,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     randomness comes from saved generators; evaluation draws from a forked one), metrics rows and bit
     information included.
 
+    Under ``torchrun`` (its environment names a world of several processes), the processes train the loss
+    wrapped in `torch.nn.parallel.DistributedDataParallel`, each on its equal share of every batch
+    (``batch_size`` is the whole batch), with the loss's statistics synchronized
+    (`Loss.synchronize_statistics`), the loss history averaged over them, and the main process (rank 0)
+    alone evaluating, printing and writing; ``config.json`` records ``world_size``. A resumed run must
+    have the same world size (its processes' random generators are in the checkpoint).
+
     Args:
         config: the settings.
         resume: continue from the run directory's checkpoint.
@@ -352,74 +409,124 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         overwrite: delete the run directory's old run files first.
 
     Returns:
-        ``{"steps", "seconds", "train_bound", "valid_bound", "eval_k", "out"}``.
+        ``{"steps", "seconds", "train_bound", "valid_bound", "eval_k", "out", "rank", "world_size"}`` (the bounds
+        on the main process only).
 
     Raises:
         ConfigError: for invalid settings, a run directory in use or holding a run, or a checkpoint that
             cannot be resumed with these settings.
     """
-    from tqdm.auto import tqdm  # the command line's dependencies load with the command line, not the library
-
-    from blackbox_vae.cli.plots import plot_loss_curve
-    from blackbox_vae.cli.run_directory import RunLock, check_run_directory, clear_old_run
+    from blackbox_vae.cli.run_directory import RunLock, check_run_directory
 
     config.validate()
-    resolve_device(config.device)  # a setting too: checked before the run directory is touched
+    processes = Processes.from_environment()
+    config.world_size = processes.world_size
+    device = resolve_device(processes.device(config.device))  # a setting too: checked before the directory
+    if config.batch_size % processes.world_size:
+        raise ConfigError(f"`batch_size` (--batch-size) {config.batch_size} is the whole batch of all "
+                          f"{processes.world_size} processes, which each take an equal share: give a multiple of "
+                          f"{processes.world_size}.")
     out = Path(config.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"`out` (--out) {str(out)!r}: cannot create the run directory there ({error}).") from error
-    with RunLock(out) as lock:
-        if lock.note:
-            print(lock.note, file=sys.stderr)
-        check_run_directory(out, resume, overwrite)
-        run = build_run(config)  # every setting is checked before an old run is deleted
-        if config.batch_size > len(run.dataset.train):
-            raise ConfigError(f"`batch_size` (--batch-size) is {config.batch_size}, more than the "
-                              f"{len(run.dataset.train)} training rows of --data {config.data}; use at most "
-                              f"{len(run.dataset.train)}.")
-        if overwrite:
-            clear_old_run(out)
-        optimizer = torch.optim.Adam(run.loss.parameters(), lr=config.lr)
-        stream = BatchStream(run.dataset.train.to(run.device), config.batch_size,
-                             dynamic_binarization=run.dataset.binarization == "dynamic", seed=config.seed)
-        valid = run.dataset.valid[:config.eval_size].to(run.device)
-        state = _restore(run, optimizer, stream, out / CHECKPOINT_NAME) if resume else _Progress()
+    processes.join(device)
+    try:
+        with RunLock(out) if processes.main else contextlib.nullcontext() as lock:
+            failure = None
+            if processes.main:
+                if lock.note:
+                    print(lock.note, file=sys.stderr)
+                try:
+                    check_run_directory(out, resume, overwrite)
+                except ConfigError as error:
+                    failure = error
+            if not processes.all_agree(failure is None, device):
+                raise failure or ConfigError(f"{out}: the main process (rank 0) refused the run directory; see "
+                                             "its message.")
+            state, summary = _train_in(config, device, processes, out, resume, progress, overwrite)
+    finally:
+        processes.leave()
+    if not processes.main:
+        return summary
+    final = next(row for row in reversed(state.metrics) if row["valid_bound"] != "")
+    return {**summary, "train_bound": state.metrics[-1]["train_bound"], "valid_bound": final["valid_bound"]}
+
+
+def _train_in(config: TrainConfig, device: torch.device, processes: Processes, out: Path, resume: bool,
+              progress: bool | None, overwrite: bool) -> tuple[_Progress, dict[str, Any]]:
+    """The training loop of `train`, in a run directory already checked (and locked by the main process)."""
+    from tqdm.auto import tqdm  # the command line's dependencies load with the command line, not the library
+
+    from blackbox_vae.cli.plots import plot_loss_curve
+    from blackbox_vae.cli.run_directory import clear_old_run
+
+    run = build_run(config, device)  # every setting is checked before an old run is deleted
+    run.processes = processes
+    if config.batch_size > len(run.dataset.train):
+        raise ConfigError(f"`batch_size` (--batch-size) is {config.batch_size}, more than the "
+                          f"{len(run.dataset.train)} training rows of --data {config.data}; use at most "
+                          f"{len(run.dataset.train)}.")
+    if overwrite and processes.main:
+        clear_old_run(out)
+    if processes.distributed:
+        # Each process draws its own latents, from a generator of its own (the main process keeps the one-process
+        # stream). The models start equal everywhere: build_run seeded them alike (and DDP broadcasts rank 0's).
+        if processes.rank:
+            torch.manual_seed((config.seed * 1_000_003 + processes.rank) % 2**63)
+        run.loss.synchronize_statistics()
+        # Every estimator's step reaches every parameter of the loss (checked for each on the test suite's
+        # examples), so DDP need not search the graph for unused ones each step.
+        run.stepper = torch.nn.parallel.DistributedDataParallel(
+            run.loss, device_ids=[device.index] if device.type == "cuda" else None)
+    config.compile = compile_by_default(config, device) if config.compile is None else config.compile
+    if config.compile:  # the step's module (the loss, or DDP around it): forward and backward are compiled
+        run.stepper = torch.compile(run.stepper)
+    optimizer = torch.optim.Adam(run.loss.parameters(), lr=config.lr)
+    stream = BatchStream(run.dataset.train.to(run.device), config.batch_size,
+                         dynamic_binarization=run.dataset.binarization == "dynamic", seed=config.seed,
+                         shard=(processes.rank, processes.world_size))
+    valid = run.dataset.valid[:config.eval_size].to(run.device)
+    state = _restore(run, optimizer, stream, out / CHECKPOINT_NAME) if resume else _Progress()
+    processes.barrier()  # every process has read the checkpoint before the main one writes
+    if processes.main:
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
 
-        bar = tqdm(total=config.steps, initial=state.step, desc=f"{config.loss} on {config.data}", unit="step",
-                   disable=None if progress is None else not progress, dynamic_ncols=True)
-        started = time.perf_counter() - state.elapsed
-        if resume and state.last_logged < state.step:
-            # The row of the checkpoint's own step, if it had one and an evaluation failed before writing it:
-            # computed now from the same parameters, history and evaluation seed, as it would have been.
-            _monitor(run, state, valid, started)
-        while state.step < config.steps:
-            try:
-                _step(run, optimizer, stream)
-            except ValueError as error:  # the losses' check of non-finite log-probabilities
-                raise TrainingError(f"training failed at step {state.step + 1} ({error}); lower --lr, or check the "
-                                    f"model. The last checkpoint in {out} is from before it.") from error
-            state.step += 1
-            try:
-                row = _monitor(run, state, valid, started)
-            except FloatingPointError as error:
-                # the parameters may be ruined: keep the last checkpoint as it is
-                raise TrainingError(f"{error} The last checkpoint in {out} is from before it.") from error
-            except Exception:
-                state.elapsed = time.perf_counter() - started
-                _save(run, optimizer, stream, state, out)  # an evaluation failed: the steps taken are not lost
-                raise
-            if row is not None:
-                _report(row, run, bar)
-            bar.update(1)
-            if state.step % config.checkpoint_every == 0 or state.step == config.steps:
-                state.elapsed = time.perf_counter() - started
-                _save(run, optimizer, stream, state, out)
-        bar.close()
+    bar = tqdm(total=config.steps, initial=state.step, desc=f"{config.loss} on {config.data}", unit="step",
+               disable=(None if progress is None else not progress) if processes.main else True,
+               dynamic_ncols=True)
+    started = time.perf_counter() - state.elapsed
+    if resume and state.last_logged < state.step:
+        # The row of the checkpoint's own step, if it had one and an evaluation failed before writing it:
+        # computed now from the same parameters, history and evaluation seed, as it would have been.
+        _monitor(run, state, valid, started)
+    while state.step < config.steps:
+        try:
+            _step(run, optimizer, stream, state.step)
+        except ValueError as error:  # the losses' check of non-finite log-probabilities
+            raise TrainingError(f"training failed at step {state.step + 1} ({error}); lower --lr, or check the "
+                                f"model. The last checkpoint in {out} is from before it.") from error
+        state.step += 1
+        try:
+            row = _monitor(run, state, valid, started)
+        except FloatingPointError as error:
+            # the parameters may be ruined: keep the last checkpoint as it is
+            raise TrainingError(f"{error} The last checkpoint in {out} is from before it.") from error
+        except Exception:
+            state.elapsed = time.perf_counter() - started
+            _save(run, optimizer, stream, state, out)  # an evaluation failed: the steps taken are not lost
+            raise
+        if row is not None:
+            _report(row, run, bar)
+        bar.update(1)
+        if state.step % config.checkpoint_every == 0 or state.step == config.steps:
+            state.elapsed = time.perf_counter() - started
+            _save(run, optimizer, stream, state, out)
+    bar.close()
+    summary = {"steps": state.step, "seconds": round(state.elapsed, 2), "eval_k": config.eval_k, "out": str(out),
+               "rank": processes.rank, "world_size": processes.world_size}
+    if processes.main:
         plot_loss_curve(run.loss.loss_history_, state.metrics, out / "loss_curve.png",
                         f"{config.loss} (K={config.n_samples}), {config.model} on {config.data}")
-    final = next(row for row in reversed(state.metrics) if row["valid_bound"] != "")
-    return {"steps": state.step, "seconds": round(state.elapsed, 2), "train_bound": state.metrics[-1]["train_bound"],
-            "valid_bound": final["valid_bound"], "eval_k": config.eval_k, "out": str(out)}
+    return state, summary

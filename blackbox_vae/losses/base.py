@@ -137,6 +137,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         self.validate = bool(validate)
         self._history: list[float] = []
         self._pending: list[Tensor] = []
+        self._statistics_group: Any = None
         self.log_p_ = None
         self.log_q_ = None
 
@@ -275,6 +276,50 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             )
         return param
 
+    # ------------------------------------------------- data-parallel training
+    def synchronize_statistics(self, group: Any = None) -> "Loss":
+        """Averages the batch statistics the estimator keeps over the processes of ``group``.
+
+        For data-parallel training (`torch.nn.parallel.DistributedDataParallel`), where each process
+        sees its own equal share of every batch: the moving averages of a running baseline
+        (``ScoreFunctionLoss(baseline="mean")``) and of NVIL's centring and normalization then fold in the
+        statistics of the whole batch, as in one process, instead of diverging process by process.
+        Estimators that keep no statistics are unaffected. Call it on every process, after
+        ``torch.distributed.init_process_group``; every process must then call the loss equally often.
+
+        Args:
+            group: a ``torch.distributed`` process group (default: the whole world).
+
+        Returns:
+            ``self``.
+        """
+        import torch.distributed as dist
+
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError(f"{type(self).__name__}.synchronize_statistics: torch.distributed is not initialized; "
+                               "call torch.distributed.init_process_group first (torchrun sets up its environment).")
+        self._statistics_group = group if group is not None else dist.group.WORLD
+        return self
+
+    def _batch_moments(self, values: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, variance)`` of every entry of ``values`` (detached 0-d tensors): over this process's batch, or
+        under `synchronize_statistics`, over the whole batch of all processes (equal shares)."""
+        values = values.detach()
+        mean, variance = values.mean(), values.var(unbiased=False)
+        if self._statistics_group is None:
+            return mean, variance
+        import torch.distributed as dist
+
+        # Each process's (mean, variance) of its equal share; the whole batch's variance is the mean of the
+        # shares' variances plus the variance of their means, taken about the mean (not as E[m^2] - E[m]^2,
+        # which cancels catastrophically when the mean dwarfs the spread).
+        local = torch.stack([mean, variance])
+        shares = [torch.empty_like(local) for _ in range(dist.get_world_size(self._statistics_group))]
+        dist.all_gather(shares, local, group=self._statistics_group)
+        means, variances = torch.stack(shares).unbind(1)
+        whole_mean = means.mean()
+        return whole_mean, variances.mean() + (means - whole_mean).pow(2).mean()
+
     # --------------------------------------------------------------- state
     @outside_compiled_graphs  # host-side bookkeeping: no guard on the list's length in a compiled graph
     def _record(self, objective: Tensor) -> None:
@@ -315,7 +360,9 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
 
     def __getstate__(self) -> dict[str, Any]:
         # A deep copy (or a pickle) starts without the per-call state; the next call recomputes it.
-        return state_without_call_state(self, ("log_p_", "log_q_", "_device_reference"))
+        state = state_without_call_state(self, ("log_p_", "log_q_", "_device_reference"))
+        state["_statistics_group"] = None  # a process group belongs to its process
+        return state
 
     def extra_repr(self) -> str:
         return f"n_samples={self.n_samples}"

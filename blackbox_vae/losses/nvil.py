@@ -137,8 +137,9 @@ class NVILLoss(Loss):
             target = learning_signal - (self.signal_mean.value().to(residual.dtype) if self.running_mean else 0.0)
             surrogate_loss = surrogate_loss + (target - input_baseline).pow(2).mean()
         with torch.no_grad():
-            self.signal_mean.update(residual.mean())
-            self.signal_variance.update(residual.var(unbiased=False))
+            mean, variance = self._batch_moments(residual)
+            self.signal_mean.update(mean)
+            self.signal_variance.update(variance)
         return -learning_signal.mean(), surrogate_loss
 
     def settings(self) -> dict[str, Any]:

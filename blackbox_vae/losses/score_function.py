@@ -109,7 +109,7 @@ class ScoreFunctionLoss(Loss):
 
     def _update_average(self, learning_signal: Tensor) -> None:
         if self.baseline == "mean":
-            self.signal_average.update(learning_signal.mean())
+            self.signal_average.update(self._batch_moments(learning_signal)[0])
 
     def settings(self) -> dict[str, Any]:
         """K, the baseline and its decay (see `Loss.settings`)."""
