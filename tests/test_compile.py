@@ -47,3 +47,17 @@ def test_compiled_step_records_history_and_log_probs_like_the_eager_one():
     bound = torch.logsumexp(log_weights, 1) - torch.log(torch.tensor(3.0))
     assert loss.loss_history_[-1] == pytest.approx(-bound.mean().item(), rel=1e-5)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in loss.parameters())
+
+
+def test_command_line_compiles_the_step_when_asked(tmp_path, monkeypatch):
+    import json
+
+    from blackbox_vae.cli import main, training
+
+    compiled = []
+    real_compile = torch.compile
+    monkeypatch.setattr(training.torch, "compile", lambda module: compiled.append(module) or real_compile(module))
+    out = tmp_path / "compiled"
+    assert main(["train", "--steps", "30", "--eval-every", "30", "--eval-k", "5", "--compile", "true", "--out",
+                 str(out), "--progress", "false"]) == 0
+    assert len(compiled) == 1 and json.loads((out / "config.json").read_text())["compile"] is True

@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default true for binary data and models with such a bias)")
     train.add_argument("--compile", type=_bool, metavar="{true,false}",
                        help="torch.compile the loss (default: off; measured in docs/command_line.md)")
+    train.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: the networks under bfloat16 autocast, "
+                       "log-probabilities and weights in float32 (default fp32)")
     train.add_argument("--grad-clip", type=float, help="clip the gradient's global norm to this (default and 0: no clipping)")
     train.add_argument("--steps", type=int, help=f"default {defaults.steps}")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")

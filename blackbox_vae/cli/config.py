@@ -55,6 +55,9 @@ class TrainConfig:
     # torch.compile the loss (None: the measured default, see blackbox_vae.cli.training.compile_by_default; the
     # run's config.json records what took effect)
     compile: Optional[bool] = None
+    # fp32, or bf16: the loss's forward under bfloat16 autocast (matrix products in bf16; log-probabilities,
+    # weights and the validation bound in float32)
+    precision: str = "fp32"
     # optimization
     steps: int = 3000
     batch_size: int = 64
@@ -162,6 +165,8 @@ class TrainConfig:
             if not 0 <= self.kl_warmup <= 1:
                 raise ConfigError(f"{_name('kl_warmup')} must be a fraction of --steps in [0, 1] (0: no warm-up); got "
                                   f"{self.kl_warmup!r}.")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"{_name('precision')} must be fp32 or bf16; got {self.precision!r}.")
         for name in ("output_bias", "compile"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{_name(name)} must be true or false; got {getattr(self, name)!r}.")
@@ -275,6 +280,7 @@ class TrainConfig:
         values.setdefault("output_bias", False)  # runs saved before the setting existed started from zero biases
         values.setdefault("world_size", 1)  # and before data-parallel training, in one process
         values.setdefault("compile", False)  # and before --compile, eagerly
+        values.setdefault("precision", "fp32")
         return cls.from_dict(values, source)
 
     @classmethod

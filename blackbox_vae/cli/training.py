@@ -268,7 +268,8 @@ def _step(run: Run, optimizer: torch.optim.Optimizer, stream: BatchStream, step:
     for group in optimizer.param_groups:
         group["lr"] = rate
     optimizer.zero_grad(set_to_none=True)
-    objective = run.stepper(next(stream))
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.config.precision == "bf16"):
+        objective = run.stepper(next(stream))  # the backward pass runs outside autocast, as PyTorch advises
     if run.regularizer is not None:
         objective = objective + run.config.spectral_reg * run.regularizer()
     objective.backward()

@@ -255,8 +255,13 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         return self._checked(log_p, data.shape[0], self.n_samples, f"{type(self.gen_model).__name__}.log_prob")
 
     def _checked(self, log_prob: Tensor, batch: int, n_samples: int, where: str) -> Tensor:
-        """Checks a log-prob's shape ``[batch, n_samples]``, and its values when ``validate`` is on."""
+        """Checks a log-prob's shape ``[batch, n_samples]``, and its values when ``validate`` is on; a bfloat16 or
+        float16 one (a model under autocast) is returned in float32."""
         log_prob = check_log_prob(log_prob, batch, n_samples, where)
+        if log_prob.dtype in (torch.bfloat16, torch.float16):
+            # A model run under autocast: the importance weights and bounds are computed in float32 (their
+            # logsumexp over K and the mean over the batch would lose digits in 8 bits of mantissa).
+            log_prob = log_prob.float()
         if self.validate:
             check_finite(log_prob, where)
         return log_prob
