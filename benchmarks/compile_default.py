@@ -24,8 +24,6 @@ import torch
 
 CASES = {
     "default job (digits, SBN 64-200, VIMCO K=5, batch 64)": [],
-    "SBN 784-200, VIMCO K=5, batch 24": ["--data", "binarized-mnist", "--data-dir", "{data}/binarized_mnist",
-                                         "--model", "sbn", "--layers", "200", "--batch-size", "24"],
     "SBN 784-200-200-200, VIMCO K=5, batch 24": ["--data", "binarized-mnist", "--data-dir", "{data}/binarized_mnist",
                                                  "--model", "sbn", "--layers", "200,200,200", "--batch-size", "24"],
     "Gaussian 784-200-200-50, IWAE k=5, batch 20": ["--data", "binarized-mnist", "--data-dir",

@@ -99,7 +99,9 @@ def hand_step(q: UserSBNInfNet, p: UserSBNGenModel, k: int, estimator: str):
         log_w = log_p - log_q
         if estimator == "rws":
             weights = torch.softmax(log_w.detach(), 1)
+            bound = torch.logsumexp(log_w.detach(), 1) - math.log(k)  # the bound, to report (as ours records)
             surrogate = -(weights * (log_p + log_q)).sum(1).mean()
+            step.bound = bound.mean()
         else:
             w = log_w.detach()
             bound = torch.logsumexp(log_w, 1) - math.log(k)
@@ -108,6 +110,7 @@ def hand_step(q: UserSBNInfNet, p: UserSBNGenModel, k: int, estimator: str):
             total = (w - top).exp().sum(1, keepdim=True)
             without = (total - (w - top).exp() + (geometric - top).exp()).log() + top - math.log(k)
             surrogate = -(bound + ((bound.detach().unsqueeze(1) - without) * log_q).sum(1)).mean()
+            step.bound = bound.detach().mean()
         surrogate.backward()
 
     return step

@@ -255,3 +255,21 @@ def test_the_shares_of_a_batch_make_up_the_one_process_batch(dynamic):
     for shard in ((3, 3), (0, 4), (-1, 2)):
         with pytest.raises(ValueError, match=r"`shard` must be \(rank, world_size\)"):
             BatchStream(data, 6, shard=shard)
+
+
+@pytest.mark.slow  # torchrun starts two processes (about 15 s)
+def test_torchrun_runs_the_command_line(tmp_path):
+    """The documented command: `torchrun --nproc-per-node 2 -m blackbox_vae train ...`."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+               str(_free_port()), "-m", "blackbox_vae", "train", "--steps", "20", "--batch-size", "16",
+               "--eval-every", "20", "--eval-k", "5", "--out", str(out), "--progress", "false"]
+    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.count("trained 20 steps") == 1  # the main process reports, once
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+    assert len(load_checkpoint(out / "checkpoint.pt")["rng"]["ranks"]) == 2
