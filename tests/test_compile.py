@@ -1,5 +1,7 @@
 """Losses under ``torch.compile``: the compiled step is the same estimator (unbiased, same history)."""
 
+import math
+
 import pytest
 import torch
 
@@ -61,3 +63,17 @@ def test_command_line_compiles_the_step_when_asked(tmp_path, monkeypatch):
     assert main(["train", "--steps", "30", "--eval-every", "30", "--eval-k", "5", "--compile", "true", "--out",
                  str(out), "--progress", "false"]) == 0
     assert len(compiled) == 1 and json.loads((out / "config.json").read_text())["compile"] is True
+
+
+def test_compiled_loss_still_refuses_non_finite_log_probabilities():
+    """Under compilation the finiteness check runs after the graph (at the history's record), not inside it."""
+    torch.manual_seed(0)
+    gen_model = SBNGenModel(DATA_DIM, LATENT_DIM)
+    loss = ScoreFunctionLoss(SBNInfNet(DATA_DIM, LATENT_DIM), gen_model, n_samples=4)
+    loss.compile()
+    data = torch.bernoulli(torch.full((8, DATA_DIM), 0.5))
+    loss(data).backward()  # finite: no complaint
+    with torch.no_grad():
+        gen_model.prior_logits[0] = -math.inf  # z_0 = 1 now has probability 0
+    with pytest.raises(ValueError, match=r"`SBNGenModel.log_prob` returned a non-finite log-probability"):
+        loss(data)

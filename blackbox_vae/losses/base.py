@@ -190,7 +190,9 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             raise TypeError(f"`{type(self).__name__}._estimate` must return two scalars (objective [], surrogate_loss "
                             f"[]): the negative bound averaged over the batch, and what is differentiated; got "
                             f"{shapes[0]} and {shapes[1]}.")
-        self._record(objective.detach())
+        # Inside a compiled graph the finiteness checks wait for `_record`, which runs eagerly: a value read back
+        # in the middle of the graph would split it in three.
+        self._record(objective.detach(), checked=not torch.compiler.is_compiling())
         if surrogate_loss is objective:  # its value is already the objective
             return surrogate_loss
         # the value of objective, the gradient of surrogate_loss: objective + (surrogate - surrogate.detach())
@@ -268,7 +270,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
             # A model run under autocast: the importance weights and bounds are computed in float32 (their
             # logsumexp over K and the mean over the batch would lose digits in 8 bits of mantissa).
             log_prob = log_prob.float()
-        if self.validate:
+        if self.validate and not torch.compiler.is_compiling():
             check_finite(log_prob, where)
         return log_prob
 
@@ -333,7 +335,10 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
 
     # --------------------------------------------------------------- state
     @outside_compiled_graphs  # host-side bookkeeping: no guard on the list's length in a compiled graph
-    def _record(self, objective: Tensor) -> None:
+    def _record(self, objective: Tensor, checked: bool = True) -> None:
+        if self.validate and not checked and self.log_q_ is not None:  # a compiled call: check its last draw now
+            check_finite(self.log_q_, f"{type(self.inf_net).__name__}.log_prob")
+            check_finite(self.log_p_, f"{type(self.gen_model).__name__}.log_prob")
         self._pending.append(objective)
         if len(self._pending) >= _HISTORY_FLUSH_EVERY:
             self._flush_history()
