@@ -57,12 +57,12 @@ def main() -> None:
              "| --- | --- | --- | --- | --- | --- |"]
     results = {}
     with tempfile.TemporaryDirectory() as folder:
-        for name, flags in CASES.items():
+        for case, (name, flags) in enumerate(CASES.items()):
             flags = [f.format(data=args.data) for f in flags] + ["--steps", str(args.steps), "--log-every", "100",
                                                                  "--eval-every", str(args.steps), "--eval-size", "100",
                                                                  "--device", args.device, "--seed", "0"]
-            eager = train(flags + ["--compile", "false"], Path(folder) / "eager")
-            compiled = train(flags + ["--compile", "true"], Path(folder) / "compiled")
+            eager = train(flags + ["--compile", "false"], Path(folder) / f"eager-{case}")
+            compiled = train(flags + ["--compile", "true"], Path(folder) / f"compiled-{case}")
             saving = eager[1] - compiled[1]
             overhead = compiled[0] - compiled[1] * args.steps - (eager[0] - eager[1] * args.steps)
             wins = f"{overhead / saving:,.0f} steps" if saving > 0 else "never (slower per step)"

@@ -136,8 +136,9 @@ def build_run(config: TrainConfig, device: torch.device | None = None) -> Run:
 
 def compile_by_default(config: TrainConfig, device: torch.device) -> bool:
     """Whether a run compiles its loss when ``--compile`` is not given: never, as measured
-    (benchmarks/compile_default.py, docs/command_line.md): on the CPU, compiling costs more than it saves in
-    runs of the default length, and no GPU measurement has been made."""
+    (benchmarks/compile_default.py, benchmarks/results/compile_default.md): on the default job compiling costs
+    7-10 s and pays back only after 12,000-54,000 steps, 4-18 times the default length; no GPU measurement has
+    been made. Long runs should pass ``--compile true``."""
     return False
 
 
