@@ -231,12 +231,14 @@ def test_resume_refuses_any_setting_but_the_listed_ones(tmp_path, capsys):
     from blackbox_vae.cli.config import RESUME_MAY_CHANGE
 
     assert set(RESUME_MAY_CHANGE) == {"steps", "device", "log_every", "eval_every", "eval_k", "eval_size",
-                                      "checkpoint_every", "out", "output_bias"}  # the last: initial values only
+                                      "checkpoint_every", "out", "output_bias", "compile"}  # initial values; how
     out = tmp_path / "run"
     train(out, "--layers", "4", "--loss", "rws")
     capsys.readouterr()
     for flags, changed in ([["--hidden", "3"], "hidden: [] -> [3]"], [["--phi-update", "sleep"], "phi_update: 'wake' -> 'sleep'"],
-                           [["--n-samples", "4"], "n_samples: 5 -> 4"], [["--batch-size", "8"], "batch_size: 16 -> 8"]):
+                           [["--n-samples", "4"], "n_samples: 5 -> 4"], [["--batch-size", "8"], "batch_size: 16 -> 8"],
+                           [["--precision", "bf16"], "precision: 'fp32' -> 'bf16'"],
+                           [["--lr-schedule", "iwae"], "lr_schedule: 'constant' -> 'iwae'"]):
         assert main(["train", "--out", str(out), "--resume", *TINY, "--layers", "4", "--loss", "rws", *flags]) == 2
         assert changed in capsys.readouterr().err
     # the monitoring settings and the length may change; an option left at its default equals it given explicitly
