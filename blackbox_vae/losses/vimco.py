@@ -37,7 +37,7 @@ class VIMCOLoss(Loss):
     $\mathbb{E}[\hat{\mathcal{L}}_K]$ in both parameter sets.
 
     All K leave-one-out signals are computed together in O(K) time and memory per
-    data point (prefix/suffix log-sum-exps; no K x K matrix above K = 8), as a
+    data point (prefix/suffix log-sum-exps, never a K x K matrix), as a
     difference of two softplus terms of size 1/K rather than of two bounds of
     size |log w|, so they keep their precision in float32 at large K and
     |log w| (see ``vimco_learning_signals``).
