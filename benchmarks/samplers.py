@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import subprocess
 import sys
@@ -156,26 +155,11 @@ def reference_row(references: dict, train: dict, network, info, n: int) -> dict:
 
 
 def save_grids(model: str, labels: list[str], cache: Path, path: Path) -> None:
-    import matplotlib
+    from blackbox_vae.cli.plots import save_image_grids
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from blackbox_vae.cli.plots import image_grid
-
-    columns = 3
-    rows = math.ceil(len(labels) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.5 * rows), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, label in zip(axes.flat, labels):
-        means = torch.load(cache / f"{label}-grid.pt", weights_only=True)
-        axis.imshow(image_grid(means, (28, 28)).numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-        axis.set_title(label)
-    figure.suptitle(f"{MODEL_TITLES[model]}: E[x|z] of 36 sampled latents")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    panels = [(label, torch.load(cache / f"{label}-grid.pt", weights_only=True)) for label in labels]
+    save_image_grids(panels, (28, 28), path, columns=3, title=f"{MODEL_TITLES[model]}: E[x|z] of 36 sampled latents",
+                     panel_size=(3.2, 3.5))
 
 
 def markdown(results: dict) -> str:

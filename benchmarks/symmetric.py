@@ -27,7 +27,6 @@ import argparse
 import csv
 import importlib.util
 import json
-import math
 import os
 import platform
 import subprocess
@@ -114,24 +113,12 @@ def last_metrics(out: Path) -> dict:
 
 
 def save_grids(experiment: str, runs: dict, path: Path) -> None:
-    import matplotlib
+    from blackbox_vae.cli.plots import save_image_grids
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from blackbox_vae.cli.plots import image_grid
-
-    panels = [(method, kind) for method in METHODS for kind in ("random", "limiting")]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
-    for axis, (method, kind) in zip(axes.flat, panels):
-        means = torch.load(runs[method] / "samplers" / f"{kind}-grid.pt", weights_only=True)
-        axis.imshow(image_grid(means, (28, 28)).numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-        axis.set_title(f"{method}: {'random codes' if kind == 'random' else 'limiting chain'}")
-        axis.axis("off")
-    figure.suptitle(f"{experiment}: E[x|z] of 36 samples")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    panels = [(f"{method}: {'random codes' if kind == 'random' else 'limiting chain'}",
+               torch.load(runs[method] / "samplers" / f"{kind}-grid.pt", weights_only=True))
+              for method in METHODS for kind in ("random", "limiting")]
+    save_image_grids(panels, (28, 28), path, title=f"{experiment}: E[x|z] of 36 samples", panel_size=(3.2, 3.6))
 
 
 def markdown(results: dict) -> str:

@@ -52,13 +52,22 @@ def image_grid(images: Tensor, image_shape: Sequence[int], columns: Optional[int
     return grid
 
 
-def save_image_grids(panels: list[tuple[str, Tensor]], image_shape: Sequence[int], path: Path) -> None:
-    """Side-by-side grids, one per (title, images) panel."""
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.8), squeeze=False)
-    for axis, (title, images) in zip(axes[0], panels):
-        axis.imshow(image_grid(images, image_shape).numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-        axis.set_title(title)
+def save_image_grids(panels: list[tuple[str, Tensor]], image_shape: Sequence[int], path: Path, *,
+                     columns: Optional[int] = None, title: Optional[str] = None,
+                     panel_size: tuple[float, float] = (4.5, 4.8)) -> None:
+    """Grids of images, one per (title, images) panel: ``columns`` panels to a row (default: all in one row),
+    under an optional overall ``title``; ``panel_size`` is one panel's (width, height) in inches."""
+    columns = columns or len(panels)
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(panel_size[0] * columns, panel_size[1] * rows),
+                                squeeze=False)
+    for axis in axes.flat:
         axis.axis("off")
+    for axis, (panel_title, images) in zip(axes.flat, panels):
+        axis.imshow(image_grid(images, image_shape).numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        axis.set_title(panel_title)
+    if title:
+        figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
