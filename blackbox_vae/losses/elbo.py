@@ -74,6 +74,9 @@ class ELBOLoss(Loss):
             raise ValueError(f"ELBOLoss: `kl_warmup_steps` must be an integer >= 0 (0: no warm-up); got "
                              f"{kl_warmup_steps!r}.")
         self.kl_warmup_steps = kl_warmup_steps
+        # Not in `choices`: those are the estimator's options, each value with an exact-gradient case in the
+        # registry's examples; the warm-up and its balancing are training aids that change the objective, checked
+        # against the weighted objective on the same draw (tests/test_nvae.py).
         if not isinstance(kl_balancing, bool):
             raise ValueError(f"ELBOLoss: `kl_balancing` must be True or False; got {kl_balancing!r}.")
         self.kl_balancing = kl_balancing
