@@ -27,7 +27,7 @@ def test_bad_input_is_named(build):
     for temperature in (0.0, -1.0):
         with pytest.raises(ValueError, match=r"`temperature` must be a number > 0; got " + str(temperature)):
             build(SBNInfNet(6, 3), SBNGenModel(6, 3), temperature=temperature)
-    with pytest.raises(ValueError, match=r"one layer of Bernoulli latents .* draws tuple latents of 2 layers.*DisARMLoss"):
+    with pytest.raises(ValueError, match=r"one layer of latents .* tuple of 2 entries.*DisARMLoss"):
         build(DeepSBNInfNet(6, [3, 2]), DeepSBNGenModel(6, [3, 2]))(DATA)
 
 

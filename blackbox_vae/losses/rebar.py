@@ -12,6 +12,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
+from blackbox_vae.losses._one_layer import one_layer_logits
 from blackbox_vae.losses.base import Loss
 from blackbox_vae.relaxed import check_temperature
 
@@ -74,16 +75,10 @@ class _RelaxedControlVariateLoss(Loss):
         inf_net = self.inf_net(data)
         self._check_hook(inf_net, "bernoulli_logits")  # again after forward: a DistributionInfNet's distribution decides
         batch, k = data.shape[0], self.n_samples
-        with torch.no_grad():
-            draw = inf_net.sample(1)
-        one_tuple = isinstance(draw, tuple) and len(draw) == 1  # e.g. a deep SBN of one layer
-        if not (isinstance(draw, Tensor) or one_tuple):
-            layers = f" of {len(draw)} layers" if isinstance(draw, tuple) else ""
-            raise ValueError(f"{name} takes one layer of Bernoulli latents (a tensor); `{type(inf_net).__name__}` draws "
-                             f"{type(draw).__name__} latents{layers}. Use DisARMLoss for several layers.")
+        logits, _, one_tuple = one_layer_logits(name, inf_net, "bernoulli_logits",
+                                                why=" Use DisARMLoss for several layers.")  # [batch, 1, *shape]
         pack = (lambda z: (z,)) if one_tuple else (lambda z: z)
-        layer = draw[0] if one_tuple else draw
-        logits = inf_net.bernoulli_logits(pack(layer.expand(batch, k, *layer.shape[2:])), 0)  # [batch, K, *shape]
+        logits = logits.expand(batch, k, *logits.shape[2:])  # one layer: the same logits for every sample
         tiny = torch.finfo(logits.dtype).tiny
         u = torch.rand_like(logits.detach()).clamp(tiny, 1 - 1e-7)
         v = torch.rand_like(logits.detach()).clamp(tiny, 1 - 1e-7)
