@@ -81,7 +81,7 @@ def write_table(results: dict[str, dict], path: Path) -> None:
                      f"{entry['standard_error']:.2f} | {published} | {entry['log_likelihood'] - published:+.2f} |")
     sources = "; ".join(f"{name}: {RUNS[name][2]}" for name in results)
     path.write_text(f"<!-- written by benchmarks/long_runs/run.py on {platform.machine()}, torch "
-                    f"{torch.__version__}, {torch.get_num_threads()} thread(s) -->\n" + "\n".join(lines)
+                    f"{torch.__version__}; training time is the runs' wall clock, however they shared the machine -->\n" + "\n".join(lines)
                     + f"\n\nPublished figures: {sources}.\n")
 
 
@@ -110,7 +110,8 @@ def main() -> None:
             saved = args.runs / name / "long_run.json"
             if name not in results and saved.is_file():
                 existing[name] = json.loads(saved.read_text())
-        write_table({**existing, **results}, args.results)
+        merged = {**existing, **results}
+        write_table({name: merged[name] for name in RUNS if name in merged}, args.results)  # in RUNS order
 
 
 if __name__ == "__main__":
