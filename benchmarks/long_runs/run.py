@@ -81,7 +81,8 @@ def write_table(results: dict[str, dict], path: Path) -> None:
                      f"{entry['standard_error']:.2f} | {published} | {entry['log_likelihood'] - published:+.2f} |")
     sources = "; ".join(f"{name}: {RUNS[name][2]}" for name in results)
     path.write_text(f"<!-- written by benchmarks/long_runs/run.py on {platform.machine()}, torch "
-                    f"{torch.__version__}; training time is the runs' wall clock, however they shared the machine -->\n" + "\n".join(lines)
+                    f"{torch.__version__}; training time is the runs' wall clock, however they shared the machine "
+                    "-->\n" + "\n".join(lines)
                     + f"\n\nPublished figures: {sources}.\n")
 
 
