@@ -75,5 +75,17 @@ __all__ = [
     "RELAXControlVariate",
     "UnorderedSetLoss",
     "log_likelihood_bound",
+    "Trainer",
+    "Callback",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    # The Trainer (and its progress bars, plots and checkpoints) loads on first use, so that `import
+    # blackbox_vae` stays as light as the losses.
+    if name in ("Trainer", "Callback"):
+        from blackbox_vae import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'blackbox_vae' has no attribute {name!r}")

@@ -130,7 +130,7 @@ def fuzz_command_line(pairs, config_text, directory):
     `Reached` may escape, and a refusal is exit code 2 with one line."""
     from unittest import mock
 
-    import blackbox_vae.cli.training as training
+    import blackbox_vae.trainer as training
 
     argv = ["train", "--out", str(directory / "run")] + [item for pair in pairs for item in pair]
     if config_text is not None:
@@ -247,7 +247,7 @@ def test_a_checkpoint_with_flipped_bytes_is_refused(tmp_path, capsys):
 
 def test_an_evaluation_that_fails_does_not_lose_the_steps(tmp_path, monkeypatch):
     """The checkpoint is written before the error propagates, and the run resumes from it."""
-    import blackbox_vae.cli.training as training
+    import blackbox_vae.trainer as training
 
     out = tmp_path / "run"
     real = training._validation_bound
@@ -283,7 +283,7 @@ def test_resume_takes_the_saved_settings_and_writes_the_uninterrupted_rows(tmp_p
     run's does."""
     import csv
 
-    import blackbox_vae.cli.training as training
+    import blackbox_vae.trainer as training
 
     flags = [*TINY, "--loss", "rws", "--n-samples", "3", "--checkpoint-every", "7"]
     assert main(["train", "--out", str(tmp_path / "whole"), *flags]) == 0

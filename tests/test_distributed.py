@@ -101,6 +101,11 @@ def keyed_models(model: str, data_dim: int, *args, **kwargs):
     return KeyedGaussianInfNet(data_dim), GaussianMLPGenModel(data_dim, LATENTS, (16,), likelihood="bernoulli")
 
 
+def keyed_factory(data_dim: int, image_shape, likelihood: str):
+    """A user's model factory (``--model test_distributed:keyed_factory``): the keyed SBN."""
+    return keyed_models("sbn", data_dim)
+
+
 def settings(out: Path, **values) -> TrainConfig:
     base = dict(data="digits", batch_size=8, steps=12, log_every=4, eval_every=6, eval_k=5, eval_size=20,
                 checkpoint_every=6, out=str(out), lr=3e-2)
@@ -113,6 +118,9 @@ RUNS = {
                               n_samples=3), True),
     "nvil": (dict(model="sbn", layers=[LATENTS], loss="nvil", n_samples=2, lr=3e-3), True),
     "reparameterized": (dict(model="gaussian", layers=[LATENTS], loss="iwae", n_samples=3), True),
+    # a model of one's own, by import path: the factory is imported in every process
+    "factory": (dict(model="test_distributed:keyed_factory", loss="score-function", baseline="mean",
+                     n_samples=3), True),
     "whole": (dict(model="sbn", layers=[LATENTS], loss="vimco", n_samples=3), False),
     "first-half": (dict(model="sbn", layers=[LATENTS], loss="vimco", n_samples=3, steps=6), False),
 }
@@ -173,7 +181,7 @@ def _loss_state(run: Path) -> dict[str, Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["running-baseline", "nvil", "reparameterized"])
+@pytest.mark.parametrize("name", ["running-baseline", "nvil", "reparameterized", "factory"])
 def test_two_processes_train_as_one(distributed_runs, name):
     one, two = (root / name for root in distributed_runs)
     single, double = _loss_state(one), _loss_state(two)

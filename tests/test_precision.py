@@ -117,7 +117,7 @@ def test_the_loss_keeps_log_probabilities_and_its_objective_in_float32():
 
 
 def test_command_line_trains_in_bf16_and_records_it(tmp_path, monkeypatch):
-    from blackbox_vae.cli import training
+    from blackbox_vae import trainer as training
 
     seen = []
     real_step = training._step

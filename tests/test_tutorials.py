@@ -95,3 +95,12 @@ def test_every_snippet_the_docs_include_exists():
         assert source.is_file(), f"{page.name} includes {path}, which does not exist"
         if section:
             assert f"--8<-- [start:{section}]" in source.read_text(), f"{page.name}: no section {section!r} in {path}"
+
+
+def test_own_data_tutorial(tmp_path):
+    """Each of the page's runs trains, evaluates and samples: a Bernoulli bound for the bits, samples of the
+    points back in their units (near the circle of radius 3 about (10, 10)), the squares' RGB grid."""
+    results = load("own_data").main(["--steps", "20", "--folder", str(tmp_path)])
+    assert math.isfinite(results["bits"]) and math.isfinite(results["mine"]) and math.isfinite(results["trainer"])
+    assert results["points"].shape == (500, 2) and 6 < results["points"].mean() < 14  # not standardized units
+    assert results["squares"].is_file()

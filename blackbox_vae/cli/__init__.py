@@ -9,11 +9,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from blackbox_vae.cli.checkpoint import CheckpointError
-from blackbox_vae.cli.training import TrainingError
 from blackbox_vae.cli.config import ESTIMATOR_OPTIONS, ConfigError, TrainConfig, load_config_file
 from blackbox_vae.cli.presets import preset_names, resolve_config
 from blackbox_vae.cli.schedules import LR_SCHEDULES
-from blackbox_vae.data import DATASETS, DataFileError
+from blackbox_vae.data import DATASETS, LIKELIHOODS, DataFileError
 from blackbox_vae.losses.registry import ANNEALED_TEMPERATURE, LOSSES, option_choices, option_default
 from blackbox_vae.models.registry import MODELS
 
@@ -71,11 +70,35 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, with "
                        "its saved settings (flags may change only steps, device and the monitoring intervals)")
     train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start afresh")
-    train.add_argument("--data", choices=DATASETS, help=f"data set (default {defaults.data})")
-    train.add_argument("--data-dir", help="directory (or .npz file) with the data files")
+    train.add_argument("--data", metavar="{" + ",".join(DATASETS) + "} or PATH",
+                       help=f"a bundled data set (default {defaults.data}), or your own: an .npy (memory-mapped), "
+                            ".npz (arrays train and optionally valid, test), .csv or .tsv file (numeric; a header row "
+                            "is detected), or a folder of PNG, JPEG or BMP images (subfolders too)")
+    train.add_argument("--data-dir", help="the bundled data set's directory (or .npz file) with its files")
     train.add_argument("--binarization", choices=("static", "dynamic", "none"),
-                       help="default: dynamic; none keeps MNIST's 8-bit grey levels (for --model nvae's logistic mixture)")
-    train.add_argument("--model", choices=MODELS, help=f"default {defaults.model}")
+                       help="8-bit images: default dynamic; none keeps the 8-bit levels k/255 (for --model nvae's "
+                            "logistic mixture)")
+    train.add_argument("--likelihood", choices=LIKELIHOODS, help="your data: override the likelihood the values "
+                       "imply ({0, 1}: bernoulli; 8-bit images: bernoulli after --binarization, or 8-bit with "
+                       "--binarization none; other values: gaussian)")
+    train.add_argument("--standardize", type=_bool, metavar="{true,false}", help="your Gaussian data: standardize "
+                       "each column with the training split's mean and standard deviation (samples are mapped back)")
+    train.add_argument("--image-size", type=_positive_int, metavar="N", help="an image folder: centre-crop every "
+                       "image to a square (its shorter side) and resize it to N x N (needed when sizes differ)")
+    train.add_argument("--channels", type=int, choices=(1, 3), help="an image folder: convert to greyscale (1) or RGB "
+                       "(3) (default: 1 if every image is greyscale, else 3)")
+    train.add_argument("--valid-fraction", type=float, help="your data without a valid split: the fraction of rows "
+                       "cut for it (default 0.1)")
+    train.add_argument("--test-fraction", type=float, help="your data without a test split: the fraction of rows "
+                       "cut for it (default 0.1)")
+    train.add_argument("--split-seed", type=int, help="the seed of the permutation that cuts those splits "
+                       "(default 0; recorded, so that evaluate scores the same rows)")
+    train.add_argument("--model", metavar="{" + ",".join(MODELS) + "} or package.module:function",
+                       help=f"a ready model (default {defaults.model}), or your factory "
+                            "function(data_dim, image_shape, likelihood, **options) -> (inf_net, gen_model)")
+    train.add_argument("--model-option", action="append", type=_setting, metavar="KEY=VALUE",
+                       help="an option of your model factory, read as YAML (repeatable; over the --config file's "
+                            "`model_options`)")
     train.add_argument("--layers", type=_int_list, help="latent units per stochastic layer, e.g. 200,200,200 "
                        "(default 200; 30,100 for the hvae models, top layer first)")
     train.add_argument("--hidden", type=_int_list, help="deterministic hidden widths, e.g. 200,200")
@@ -114,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, help=f"default {defaults.checkpoint_every}")
     train.add_argument("--out", help=f"run directory (default {defaults.out})")
     train.add_argument("--progress", type=_bool, help="show a progress bar (default: when attached to a terminal)")
+    train.add_argument("--snapshot-every", type=_positive_int, metavar="N", help="every N steps, write a grid of "
+                       "samples and reconstructions into RUN/snapshots/ (image data)")
+    train.add_argument("--tensorboard", type=_bool, metavar="{true,false}", help="also write scalars (bounds, loss, "
+                       "learning rate, gradient norm) and image grids into RUN/tensorboard/ (pip install "
+                       "'blackbox_vae[tensorboard]')")
 
     evaluate = commands.add_parser("evaluate", help="test log-likelihood by importance sampling (the IWAE bound)")
     evaluate.add_argument("run_dir", type=Path)
@@ -256,6 +284,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         values["binarization"] = saved.get("binarization")  # as saved; the data set's default otherwise
     values.update(from_file)
     values.update(given)
+    if getattr(args, "model_option", None):
+        options = values.get("model_options")
+        values["model_options"] = {**(options if isinstance(options, dict) else {}), **dict(args.model_option)}
     if getattr(args, "arch", None):
         architecture = values.get("architecture")
         values["architecture"] = {**(architecture if isinstance(architecture, dict) else {}), **dict(args.arch)}
@@ -278,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         SystemExit: from argparse, for ``--help`` or arguments it cannot parse.
     """
     args = build_parser().parse_args(argv)
+    from blackbox_vae.trainer import TrainingError  # the loop loads with the command that runs it
+
     try:
         if args.command == "train":
             from blackbox_vae.cli.training import train
@@ -299,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result, indent=1))
             print(f"{args.split} log-likelihood (K={args.k}, n={result['n']}): {result['log_likelihood']:.4f} "
                   f"± {result['standard_error']:.4f} nats ({result['seconds']:.1f} s"
-                  + (f", {result['n'] / result['seconds']:.1f} data points/s)" if result["seconds"] > 0 else ")"))
+                  + (f", {result['n'] / result['seconds']:.1f} data points/s)" if result["seconds"] > 0 else ")")
+                  + (f"; {result['bits_per_dim']:.4f} bits/dim" if "bits_per_dim" in result else ""))
             if args.fid:
                 print(f"{sampler} samples: FID {result['fid']:.3f}, precision {result['precision']:.3f}, recall "
                       f"{result['recall']:.3f} ({result['feature_network']})")

@@ -60,7 +60,7 @@ def fitted_sampler(run: Run, name: str = "prior", options: dict[str, Any] | None
     except ValueError as error:
         raise ConfigError(str(error)) from error
     if sampler.needs_fit or name == "markov-chain":
-        data = run.dataset.train[:fit_size] if fit_size else run.dataset.train
+        data = run.dataset.train[:fit_size or len(run.dataset.train)]  # a tensor (a memory-mapped split is read)
         if run.dataset.binarization == "dynamic":  # the codes of binary images, as in training
             data = torch.bernoulli(data, generator=torch.Generator().manual_seed(0))
         try:
@@ -77,7 +77,9 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
     """The K-sample importance-weighted bound of log p(x) on a split, with the trained inference network,
     and optionally the quality of generated samples (FID, precision, recall) against the split.
 
-    Prints and returns the mean over the split and its standard error, and records them in
+    Prints and returns the mean over the split and its standard error (for images also in bits per
+    dimension, ``bits_per_dim``; for standardized data also in the data's own units,
+    ``log_likelihood_data_units``), and records them in
     ``RUN_DIR/evaluation.json`` (one entry per split, K and number of data points; FID entries per sampler).
 
     Args:
@@ -122,6 +124,10 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
               "standard_error": (bounds.std() / math.sqrt(len(bounds))).item() if len(bounds) > 1 else 0.0,
               "step": state["step"], "data": run.config.data, "model": run.config.model, "loss": run.config.loss,
               "n_samples": run.config.n_samples, "device": str(run.device), "seed": seed, "seconds": round(seconds, 3)}
+    if run.dataset.standardization is not None:  # the bound of the data in their own units
+        result["log_likelihood_data_units"] = result["log_likelihood"] - run.dataset.standardization[1].log().sum().item()
+    if run.dataset.image_shape is not None:  # per pixel and channel, in bits: the images' customary unit
+        result["bits_per_dim"] = -result["log_likelihood"] / (run.dataset.data_dim * math.log(2))
     if fid:
         result.update(_sample_quality(run, data, sampler, sampler_options, fid_samples or len(data), seed))
     path = Path(run_dir) / "evaluation.json"
@@ -239,15 +245,34 @@ def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "c
                            f"{f', BN readjusted on {bn_passes} batches' if bn_passes else ''}; means)", generated),
                           ("test images", test), ("reconstructions", reconstructions)], run.dataset.image_shape, out)
         return out
+    original = _original_units(run.dataset)
     if run.dataset.image_shape is None:
-        save_scatter([("data (test)", run.dataset.test[:max(n, 1000)]),
-                      (f"generated ({sampler})", fitted.sample(max(n, 1000)))], out)
+        generated = fitted.sample(max(n, 1000))
+        save_scatter([("data (test)", original(run.dataset.test[:max(n, 1000)])),
+                      (f"generated ({sampler})", original(generated))], out)
+        if run.config.is_data_file:  # the samples themselves, in the data's own units
+            _write_csv(original(generated[:n]).cpu(), out.with_suffix(".csv"))
         return out
-    generated = fitted.sample(n)
+    generated = original(fitted.sample(n))
     test = run.dataset.test[:n].to(run.device)
     latents = run.inf_net(test).sample(1)  # leading [n, 1]
-    reconstructions = run.gen_model.likelihood_mean(latents)[:, 0]
+    reconstructions = original(run.gen_model.likelihood_mean(latents)[:, 0])
+    test = original(test)
     decoded = "means of p(x|z)" if fitted.decode == "mean" else "x ~ p(x|z)"
     save_image_grids([(f"generated ({sampler}, {decoded})", generated), ("test images", test),
                       ("reconstructions", reconstructions)], run.dataset.image_shape, out)
     return out
+
+
+def _original_units(dataset):
+    """Maps rows ``[n, D]`` of a standardized data set back to its units (others unchanged)."""
+    if dataset.standardization is None:
+        return lambda rows: rows
+    mean, std = dataset.standardization
+    return lambda rows: rows.reshape(len(rows), -1) * std.to(rows.device) + mean.to(rows.device)
+
+
+def _write_csv(rows: torch.Tensor, path: Path) -> None:
+    import numpy as np
+
+    np.savetxt(path, rows.numpy(), delimiter=",", fmt="%.6g")

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from blackbox_vae.losses.registry import ESTIMATOR_OPTIONS  # the registry defines them
 
-__all__ = ["TrainConfig", "ConfigError", "load_config_file", "ESTIMATOR_OPTIONS", "RESUME_MAY_CHANGE"]
+__all__ = ["TrainerSettings", "TrainConfig", "ConfigError", "load_config_file", "ESTIMATOR_OPTIONS", "RESUME_MAY_CHANGE"]
 
 
 class ConfigError(ValueError):
@@ -18,15 +18,101 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class TrainConfig:
+class TrainerSettings:
+    """How a `blackbox_vae.Trainer` trains: the settings of the training loop, whatever the model and data.
+
+    `TrainConfig` (the command line's) extends it with the data, the model and the estimator.
+    """
+
+    # optimization
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3  # the optimizer's learning rate (each parameter group's, times the schedule's factor)
+    lr_schedule: Optional[str] = None  # constant | iwae (None: constant); see blackbox_vae.cli.schedules
+    grad_clip: Optional[float] = None  # clip the gradient's global norm to this (None or 0: no clipping)
+    seed: int = 0
+    device: str = "cpu"
+    # processes training together (set from torchrun's environment, not a flag; each sees batch_size / world_size
+    # rows of every batch)
+    world_size: int = 1
+    # torch.compile the loss (None: the measured default, see blackbox_vae.trainer.compile_by_default; the
+    # run's config.json records what took effect)
+    compile: Optional[bool] = None
+    # fp32, or bf16: the loss's forward under bfloat16 autocast (matrix products in bf16; log-probabilities,
+    # weights and the validation bound in float32)
+    precision: str = "fp32"
+    # monitoring
+    log_every: int = 100  # steps between progress-bar updates and metrics rows
+    eval_every: int = 1000  # steps between validation bounds
+    eval_k: int = 100  # samples of the validation importance-weighted bound
+    eval_size: Optional[int] = None  # validation rows used (default: all)
+    checkpoint_every: int = 1000
+    snapshot_every: Optional[int] = None  # steps between sample and reconstruction grids in RUN/snapshots/
+    tensorboard: Optional[bool] = None  # also write scalars and image grids for TensorBoard into RUN/tensorboard/
+
+    def validate(self) -> "TrainerSettings":
+        """Checks the loop's settings and returns ``self`` (numbers given as text become numbers).
+
+        Raises:
+            ConfigError: naming the first invalid setting, its flag, the value and what is expected.
+        """
+        if not isinstance(self.device, str):
+            raise ConfigError(f"{_name('device')} must be text; got {self.device!r}.")
+        for name in ("steps", "batch_size", "log_every", "eval_every", "eval_k", "checkpoint_every", "seed",
+                     "world_size"):
+            setattr(self, name, _integer(name, getattr(self, name), minimum=0 if name == "seed" else 1))
+        if self.seed >= 2**32:
+            raise ConfigError(f"{_name('seed')} must be below 2**32; got {self.seed}.")
+        if self.eval_size is not None:
+            self.eval_size = _integer("eval_size", self.eval_size, 1, "or leave it out to use every validation row")
+        if self.snapshot_every is not None:
+            self.snapshot_every = _integer("snapshot_every", self.snapshot_every, 1, "or leave it out for none")
+        self.lr = _number("lr", self.lr)
+        if not self.lr > 0:
+            raise ConfigError(f"{_name('lr')} must be a positive, finite learning rate; got {self.lr!r}.")
+        from blackbox_vae.cli.schedules import LR_SCHEDULES
+
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"{_name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}; "
+                              f"got {self.lr_schedule!r}.")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"{_name('precision')} must be fp32 or bf16; got {self.precision!r}.")
+        for name in ("compile", "tensorboard"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{_name(name)} must be true or false; got {getattr(self, name)!r}.")
+        if self.grad_clip is not None:
+            self.grad_clip = _number("grad_clip", self.grad_clip)
+            if not self.grad_clip >= 0:
+                raise ConfigError(f"{_name('grad_clip')} must be a gradient norm > 0, or 0 for no clipping; got "
+                                  f"{self.grad_clip!r}.")
+        return self
+
+    def settings(self) -> "TrainerSettings":
+        """The loop's settings alone (a `TrainConfig` holds more)."""
+        return TrainerSettings(**{f.name: getattr(self, f.name) for f in fields(TrainerSettings)})
+
+
+@dataclass
+class TrainConfig(TrainerSettings):
     """Everything ``blackbox-vae train`` needs; saved as ``config.json`` in the run directory."""
 
     # data
-    data: str = "digits"  # digits | mnist | fashion-mnist | binarized-mnist | gaussian-2d
+    # digits | mnist | fashion-mnist | binarized-mnist | gaussian-2d, or the path of a data file (.npy, .npz,
+    # .csv, .tsv) or of a folder of images (see blackbox_vae.data.load_data_file)
+    data: str = "digits"
     data_dir: Optional[str] = None  # directory (or .npz file) holding the data files
-    binarization: Optional[str] = None  # static | dynamic (default: dynamic; binarized-mnist is static)
-    # model
-    model: str = "sbn"  # sbn | categorical | gaussian | hvae-ladder | hvae-reverse | nvae
+    binarization: Optional[str] = None  # static | dynamic | none (default: dynamic; binarized-mnist is static)
+    # a data file's or image folder's (None: the data's own; a run's config.json records what took effect)
+    likelihood: Optional[str] = None  # bernoulli | 8-bit | gaussian (default: as the values are)
+    standardize: Optional[bool] = None  # Gaussian data: standardize each column with the training split's
+    image_size: Optional[int] = None  # image folders: centre-crop to a square and resize to this
+    channels: Optional[int] = None  # image folders: 1 (greyscale) or 3 (RGB) (default: as the images are)
+    valid_fraction: Optional[float] = None  # rows cut for validation when the file has no valid split (0.1)
+    test_fraction: Optional[float] = None  # rows cut for testing when the file has no test split (0.1)
+    split_seed: Optional[int] = None  # seed of the permutation that cuts those splits (0)
+    # model: a ready one, or a user's factory "package.module:function" (see blackbox_vae.models.factory)
+    model: str = "sbn"  # sbn | categorical | gaussian | hvae-ladder | hvae-reverse | nvae | package.module:function
+    model_options: Optional[dict[str, Any]] = None  # a factory's keyword options (--model-option KEY=VALUE)
     layers: Optional[list[int]] = None  # latent units per stochastic layer (default: the model's, see default_layers)
     hidden: list[int] = field(default_factory=list)  # deterministic widths inside each conditional
     n_classes: Optional[int] = None  # classes per latent of the categorical model (default 10)
@@ -48,32 +134,9 @@ class TrainConfig:
     kl_warmup: Optional[float] = None  # elbo: fraction of --steps over which the KL coefficient rises to 1
     kl_balancing: Optional[bool] = None  # elbo with kl_warmup: NVAE's KL balancing during the warm-up
     spectral_reg: float = 0.0  # coefficient of the spectral regularization of every convolution and linear map
-    grad_clip: Optional[float] = None  # clip the gradient's global norm to this (None or 0: no clipping)
     # p(x|z)'s output biases start at the logits of the training data's mean (None: wherever the likelihood is
     # Bernoulli and the model has such a bias; the run's config.json records what took effect)
     output_bias: Optional[bool] = None
-    # torch.compile the loss (None: the measured default, see blackbox_vae.cli.training.compile_by_default; the
-    # run's config.json records what took effect)
-    compile: Optional[bool] = None
-    # fp32, or bf16: the loss's forward under bfloat16 autocast (matrix products in bf16; log-probabilities,
-    # weights and the validation bound in float32)
-    precision: str = "fp32"
-    # optimization
-    steps: int = 3000
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_schedule: Optional[str] = None  # constant | iwae (None: constant); see blackbox_vae.cli.schedules
-    seed: int = 0
-    device: str = "cpu"
-    # processes training together (set from torchrun's environment, not a flag; each sees batch_size / world_size
-    # rows of every batch)
-    world_size: int = 1
-    # monitoring
-    log_every: int = 100  # steps between progress-bar updates and metrics rows
-    eval_every: int = 1000  # steps between validation bounds
-    eval_k: int = 100  # samples of the validation importance-weighted bound
-    eval_size: Optional[int] = None  # validation rows used (default: all)
-    checkpoint_every: int = 1000
     out: str = "runs/latest"
 
     def validate(self) -> "TrainConfig":
@@ -85,19 +148,24 @@ class TrainConfig:
             ConfigError: naming the first invalid setting, its flag, the value and what is expected.
         """
         for name, optional in (("data", False), ("data_dir", True), ("binarization", True), ("model", False),
-                               ("loss", False), ("device", False), ("out", False)):
+                               ("loss", False), ("out", False)):
             value = getattr(self, name)
             if not (isinstance(value, str) or (optional and value is None)):
                 raise ConfigError(f"{_name(name)} must be text; got {value!r}.")
-        for name in ("steps", "batch_size", "n_samples", "log_every", "eval_every", "eval_k", "checkpoint_every",
-                     "seed", "world_size"):
-            setattr(self, name, _integer(name, getattr(self, name), minimum=0 if name == "seed" else 1))
+        super().validate()
+        self.n_samples = _integer("n_samples", self.n_samples, 1)
         from blackbox_vae.models.registry import MODELS, default_layers
 
-        if self.model not in MODELS:
-            raise ConfigError(f"{_name('model')} must be one of {', '.join(MODELS)}; got {self.model!r}.")
+        if self.is_factory_model:
+            self._validate_factory_model()
+        elif self.model not in MODELS:
+            raise ConfigError(f"{_name('model')} must be one of {', '.join(MODELS)}, or a factory of your own as "
+                              f"package.module:function; got {self.model!r}.")
+        elif self.model_options is not None:
+            raise ConfigError(f"{_name('model_options')} are the keyword options of a model factory "
+                              f"(--model package.module:function), not of --model {self.model}; remove them.")
         if self.layers is None:
-            self.layers = default_layers(self.model)
+            self.layers = [] if self.is_factory_model else default_layers(self.model)
         if self.loss in ("rebar", "relax", "unordered-set") and self.model in ("sbn", "hvae-ladder", "hvae-reverse") \
                 and isinstance(self.layers, list) and len(self.layers) > 1:
             why = ("it draws distinct values of one layer" if self.loss == "unordered-set"
@@ -110,19 +178,7 @@ class TrainConfig:
                 raise ConfigError(f"{_name('n_classes')} applies to --model categorical, not to --model {self.model}; "
                                   "remove it.")
             self.n_classes = _integer("n_classes", self.n_classes, minimum=2)
-        if self.seed >= 2**32:
-            raise ConfigError(f"{_name('seed')} must be below 2**32; got {self.seed}.")
-        if self.eval_size is not None:
-            self.eval_size = _integer("eval_size", self.eval_size, 1, "or leave it out to use every validation row")
-        self.lr = _number("lr", self.lr)
-        if not self.lr > 0:
-            raise ConfigError(f"{_name('lr')} must be a positive, finite learning rate; got {self.lr!r}.")
-        from blackbox_vae.cli.schedules import LR_SCHEDULES
-
-        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"{_name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}; "
-                              f"got {self.lr_schedule!r}.")
-        for name, allow_empty in (("layers", self.model == "nvae"), ("hidden", True)):
+        for name, allow_empty in (("layers", self.model == "nvae" or self.is_factory_model), ("hidden", True)):
             values = getattr(self, name)
             if not isinstance(values, list) or (not values and not allow_empty) or any(
                     isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in values):
@@ -136,6 +192,35 @@ class TrainConfig:
             raise ConfigError(f"{_name('out')} {str(out)!r} is a file; it must be a directory for the run's files "
                               "(give another path).")
         return self
+
+    @property
+    def is_factory_model(self) -> bool:
+        """Whether ``model`` names a user's factory (``package.module:function``) rather than a ready model."""
+        return isinstance(self.model, str) and ":" in self.model
+
+    @property
+    def is_data_file(self) -> bool:
+        """Whether ``data`` names a file or folder of one's own rather than a bundled data set."""
+        from blackbox_vae.data import DATASETS
+
+        return self.data not in DATASETS
+
+    def _validate_factory_model(self) -> None:
+        module, _, function = self.model.partition(":")
+        if not module or not function or not all(part.isidentifier() for part in (*module.split("."), *function.split("."))):
+            raise ConfigError(f"{_name('model')} {self.model!r}: a factory is named package.module:function (as "
+                              "uvicorn names an app), e.g. my_models:build.")
+        if self.model_options is not None and not (isinstance(self.model_options, dict)
+                                                   and all(isinstance(k, str) for k in self.model_options)):
+            raise ConfigError(f"{_name('model_options')} must be a mapping of option names to values; got "
+                              f"{self.model_options!r}.")
+        for name in ("hidden", "n_classes", "architecture"):
+            if getattr(self, name) not in (None, []):
+                raise ConfigError(f"{_name(name)} shapes the ready models, not the factory {self.model}; pass your "
+                                  f"factory's own settings with --model-option KEY=VALUE.")
+        if self.layers not in (None, []):
+            raise ConfigError(f"{_name('layers')} shapes the ready models, not the factory {self.model}; pass your "
+                              "factory's own settings with --model-option KEY=VALUE.")
 
     def _validate_architecture(self) -> None:
         if self.model != "nvae":
@@ -165,9 +250,7 @@ class TrainConfig:
             if not 0 <= self.kl_warmup <= 1:
                 raise ConfigError(f"{_name('kl_warmup')} must be a fraction of --steps in [0, 1] (0: no warm-up); got "
                                   f"{self.kl_warmup!r}.")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"{_name('precision')} must be fp32 or bf16; got {self.precision!r}.")
-        for name in ("output_bias", "compile"):
+        for name in ("output_bias",):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{_name(name)} must be true or false; got {getattr(self, name)!r}.")
         if self.kl_balancing is not None:
@@ -179,21 +262,51 @@ class TrainConfig:
         self.spectral_reg = _number("spectral_reg", self.spectral_reg)
         if self.spectral_reg < 0:
             raise ConfigError(f"{_name('spectral_reg')} must be >= 0 (0: off); got {self.spectral_reg!r}.")
-        if self.grad_clip is not None:
-            self.grad_clip = _number("grad_clip", self.grad_clip)
-            if not self.grad_clip >= 0:
-                raise ConfigError(f"{_name('grad_clip')} must be a gradient norm > 0, or 0 for no clipping; got "
-                                  f"{self.grad_clip!r}.")
 
     def kl_warmup_steps(self) -> int:
         """The KL warm-up in training steps: ``kl_warmup`` (a fraction) of ``steps``."""
         return round((self.kl_warmup or 0.0) * self.steps)
 
     def _validate_data(self) -> None:
-        from blackbox_vae.data import DATASETS
+        from blackbox_vae.data import DATASETS, LIKELIHOODS
 
-        if self.data not in DATASETS:
-            raise ConfigError(f"{_name('data')} must be one of {', '.join(DATASETS)}; got {self.data!r}.")
+        file_settings = ("likelihood", "standardize", "image_size", "channels", "valid_fraction", "test_fraction",
+                         "split_seed")
+        if self.is_data_file:
+            path = Path(self.data)
+            if not path.exists():
+                raise ConfigError(f"{_name('data')} {self.data!r} is neither a data set ({', '.join(DATASETS)}) nor "
+                                  "an existing file or folder (.npy, .npz, .csv, .tsv, or a folder of images).")
+            if self.data_dir is not None:
+                raise ConfigError(f"--data {self.data} is read itself; --data-dir applies to the bundled data sets. "
+                                  "Remove --data-dir.")
+            if self.likelihood is not None and self.likelihood not in LIKELIHOODS:
+                raise ConfigError(f"{_name('likelihood')} must be one of {', '.join(LIKELIHOODS)}; got "
+                                  f"{self.likelihood!r}.")
+            if self.standardize is not None and not isinstance(self.standardize, bool):
+                raise ConfigError(f"{_name('standardize')} must be true or false; got {self.standardize!r}.")
+            for name in ("valid_fraction", "test_fraction"):
+                if getattr(self, name) is not None:
+                    setattr(self, name, _number(name, getattr(self, name)))
+                    if not 0 < getattr(self, name) < 1:
+                        raise ConfigError(f"{_name(name)} must be a fraction in (0, 1); got {getattr(self, name)!r}.")
+            if self.image_size is not None:
+                self.image_size = _integer("image_size", self.image_size, 1)
+            if self.channels is not None and (isinstance(self.channels, bool) or self.channels not in (1, 3)):
+                raise ConfigError(f"{_name('channels')} must be 1 (greyscale) or 3 (RGB); got {self.channels!r}.")
+            if self.split_seed is not None:
+                self.split_seed = _integer("split_seed", self.split_seed, 0)
+            if (self.image_size is not None or self.channels is not None) and not path.is_dir():
+                raise ConfigError(f"--image-size and --channels convert the images of a folder; {self.data} is a "
+                                  "file. Remove them.")
+            if self.binarization not in (None, "static", "dynamic", "none"):
+                raise ConfigError(f"{_name('binarization')} must be static, dynamic or none; got "
+                                  f"{self.binarization!r}.")
+            return
+        given = [name for name in file_settings if getattr(self, name) is not None]
+        if given:
+            raise ConfigError(f"{_name(given[0])} applies to data files and image folders, not to the bundled "
+                              f"--data {self.data}; remove it.")
         if self.data in _NEEDS_DATA_DIR and not self.data_dir:
             raise ConfigError(f"--data {self.data} needs --data-dir: {_NEEDS_DATA_DIR[self.data]} (nothing is "
                               "downloaded).")
@@ -248,7 +361,12 @@ class TrainConfig:
         from blackbox_vae.losses.registry import LOSSES, option_default
 
         values = asdict(self)
-        values["binarization"] = effective_binarization(self.data, self.binarization)
+        if self.is_data_file:  # build_run records the likelihood, binarization and split fractions that took effect
+            values["data"] = str(Path(self.data).resolve())  # evaluate and sample may run from another folder
+            values["split_seed"] = self.split_seed or 0
+            values["standardize"] = bool(self.standardize)
+        else:
+            values["binarization"] = effective_binarization(self.data, self.binarization)
         values["lr_schedule"] = self.lr_schedule or "constant"
         if self.model == "categorical" and self.n_classes is None:
             values["n_classes"] = 10
@@ -337,7 +455,7 @@ def _integer(setting: str, value: Any, minimum: int, hint: str = "") -> int:
 #: computed, not what: a run may be resumed compiled or not (its random draws then differ from an uninterrupted
 #: run's, as a compiled step draws with the compiler's generator).
 RESUME_MAY_CHANGE = ("steps", "device", "log_every", "eval_every", "eval_k", "eval_size", "checkpoint_every", "out",
-                     "output_bias", "compile")
+                     "output_bias", "compile", "snapshot_every", "tensorboard")
 
 
 def _temperature(value: Any) -> float | str:

@@ -40,16 +40,18 @@ def plot_loss_curve(history: Sequence[float], metrics: list[dict], path: Path, t
 
 
 def image_grid(images: Tensor, image_shape: Sequence[int], columns: Optional[int] = None) -> Tensor:
-    """Flattened images ``[n, prod(image_shape)]`` tiled into one ``[rows*h, columns*w]`` array, with 1-pixel gaps."""
-    height, width = image_shape
+    """Flattened images ``[n, prod(image_shape)]`` tiled into one array with 1-pixel gaps: ``[rows*h, columns*w]``
+    for ``image_shape`` ``(H, W)`` or ``(1, H, W)``, ``[rows*h, columns*w, 3]`` (RGB) for ``(3, H, W)``."""
+    channels, height, width = (1, *image_shape) if len(image_shape) == 2 else tuple(image_shape)
     n = images.shape[0]
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    grid = torch.full((rows * (height + 1) - 1, columns * (width + 1) - 1), 0.3)  # light-grey gaps
-    for index, image in enumerate(images.reshape(n, height, width).float().cpu()):
+    grid = torch.full((rows * (height + 1) - 1, columns * (width + 1) - 1, channels), 0.3)  # light-grey gaps
+    for index, image in enumerate(images.reshape(n, channels, height, width).float().cpu()):
         r, c = divmod(index, columns)
-        grid[r * (height + 1): r * (height + 1) + height, c * (width + 1): c * (width + 1) + width] = image
-    return grid
+        grid[r * (height + 1): r * (height + 1) + height, c * (width + 1): c * (width + 1) + width] = \
+            image.permute(1, 2, 0)
+    return grid[..., 0] if channels == 1 else grid
 
 
 def save_image_grids(panels: list[tuple[str, Tensor]], image_shape: Sequence[int], path: Path, *,
@@ -64,7 +66,11 @@ def save_image_grids(panels: list[tuple[str, Tensor]], image_shape: Sequence[int
     for axis in axes.flat:
         axis.axis("off")
     for axis, (panel_title, images) in zip(axes.flat, panels):
-        axis.imshow(image_grid(images, image_shape).numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        grid = image_grid(images, image_shape)
+        if grid.dim() == 3:  # colour images as they are (values in [0, 1])
+            axis.imshow(grid.clamp(0, 1).numpy(), interpolation="nearest")
+        else:
+            axis.imshow(grid.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         axis.set_title(panel_title)
     if title:
         figure.suptitle(title)

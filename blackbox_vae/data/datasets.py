@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from blackbox_vae.data.files import DataFileError, find_file, read_amat, read_idx, read_npz_splits
+from blackbox_vae.data.mapped import MappedRows
+from blackbox_vae.data.user_files import is_data_path
 from blackbox_vae.data.toy import correlated_gaussian_2d
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "load_mnist_idx", "load_binarized_mnist", "load_digits",
@@ -35,15 +37,25 @@ class Dataset:
         valid: validation rows, binary unless ``binarization == "none"``.
         test: test rows, likewise.
         binarization: ``"static"`` (fixed binary values), ``"dynamic"`` or ``"none"`` (real-valued data).
-        image_shape: the shape of one image (e.g. ``(28, 28)``), or ``None`` for non-image data.
+        image_shape: the shape of one image (``(H, W)``, or ``(C, H, W)`` for several channels), or ``None``
+            for non-image data.
+        likelihood_name: the likelihood when the binarization alone does not say it (a user's real-valued
+            images read with a Gaussian likelihood); None: see `likelihood`.
+        standardization: ``(mean, std)``, each ``[D]``, when the rows were standardized (``(x - mean) / std``):
+            samples map back with ``x * std + mean``.
+        description: one line saying what was read and how it is modelled (a user's data file).
     """
 
     name: str
-    train: Tensor
+    train: Union[Tensor, "MappedRows"]  # a memory-mapped .npy stays on disk (see MappedRows)
     valid: Tensor
     test: Tensor
     binarization: Binarization
     image_shape: Optional[tuple[int, ...]]
+    likelihood_name: Optional[str] = None
+    standardization: Optional[tuple[Tensor, Tensor]] = None
+    description: str = ""
+    cut_fractions: dict = field(default_factory=dict)  # split -> the fraction of a file's rows cut for it
 
     @property
     def data_dim(self) -> int:
@@ -54,6 +66,8 @@ class Dataset:
     def likelihood(self) -> str:
         """``"bernoulli"`` for binary data, ``"8-bit"`` for unbinarized images (grey levels k/255),
         ``"gaussian"`` for other real-valued data."""
+        if self.likelihood_name is not None:
+            return self.likelihood_name
         if self.binarization != "none":
             return "bernoulli"
         return "gaussian" if self.image_shape is None else "8-bit"
@@ -72,7 +86,8 @@ class Dataset:
         """
         if name not in ("train", "valid", "test"):
             raise ValueError(f"Dataset.split: `name` must be 'train', 'valid' or 'test'; got {name!r}.")
-        return getattr(self, name)
+        rows = getattr(self, name)
+        return rows if isinstance(rows, Tensor) else rows[:]  # a memory-mapped split, read whole
 
 
 def effective_binarization(name: str, binarization: Optional[str]) -> Binarization:
@@ -163,9 +178,18 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     return (bunch.data / 16.0).astype(np.float32), bunch.target
 
 
-def load_dataset(name: str, data_dir: Optional[Path] = None, binarization: Optional[Binarization] = None,
-                 seed: int = 0) -> Dataset:
-    """Loads one of `DATASETS` into train/valid/test tensors.
+def load_dataset(name: Union[str, Path], data_dir: Optional[Path] = None, binarization: Optional[Binarization] = None,
+                 seed: int = 0, **file_options) -> Dataset:
+    """Loads one of `DATASETS`, or a data file or image folder of one's own, into train/valid/test tensors.
+
+    A path (a `pathlib.Path`, or text naming an existing file or folder) is read by
+    `blackbox_vae.data.user_dataset.load_data_file`: an ``.npy`` (memory-mapped), an ``.npz`` (arrays
+    ``train`` and optionally ``valid``/``test``, or a single array), a ``.csv``/``.tsv`` table (a header row
+    is detected) or a folder of PNG, JPEG or BMP images; ``file_options`` are its keyword arguments
+    (``likelihood``, ``valid_fraction``, ``test_fraction``, ``split_seed``, ``image_size``, ``channels``,
+    ``standardize``).
+
+    The bundled data sets:
 
     | name | source | splits | binarization (default) |
     | --- | --- | --- | --- |
@@ -180,7 +204,7 @@ def load_dataset(name: str, data_dir: Optional[Path] = None, binarization: Optio
     afresh each time an image is drawn) and binarizes the evaluation splits once with a fixed seed.
 
     Args:
-        name: one of `DATASETS`.
+        name: one of `DATASETS`, or the path of a data file or image folder.
         data_dir: where the files are: the directory of the IDX files for ``mnist`` and ``fashion-mnist``;
             the ``.npz`` file or its directory for ``binarized-mnist``. Not used for the others.
         binarization: ``"static"`` or ``"dynamic"`` (default ``"dynamic"``), or for ``mnist`` and
@@ -195,8 +219,19 @@ def load_dataset(name: str, data_dir: Optional[Path] = None, binarization: Optio
         ValueError: for an unknown name or binarization, or a missing ``data_dir``.
         DataFileError: for missing or malformed files.
     """
+    if isinstance(name, Path) or (name not in DATASETS and is_data_path(name)):
+        from blackbox_vae.data.user_dataset import load_data_file
+
+        if data_dir is not None:
+            raise ValueError(f"load_dataset: {name} is read itself; `data_dir` applies to the bundled data sets.")
+        return load_data_file(Path(name), binarization, seed, **file_options)
     if name not in DATASETS:
-        raise ValueError(f"load_dataset: unknown data set {name!r}; expected one of {', '.join(DATASETS)}.")
+        raise ValueError(f"load_dataset: {name!r} is neither a data set ({', '.join(DATASETS)}) nor an existing "
+                         "file or folder.")
+    unused = {key: value for key, value in file_options.items() if value not in (None, False)}
+    if unused:
+        raise ValueError(f"load_dataset: {', '.join(unused)} appl{'y' if len(unused) > 1 else 'ies'} to data files "
+                         f"and image folders, not to the bundled {name}.")
     if name == "gaussian-2d":
         data = correlated_gaussian_2d(12_000, seed=seed)
         return Dataset(name, data[:10_000], data[10_000:11_000], data[11_000:], "none", None)
