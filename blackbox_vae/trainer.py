@@ -164,8 +164,9 @@ class Trainer:
             with it (see ``check_resumable``).
         check_resumable: ``f(saved_record, path)`` raising `ConfigError` when a checkpoint's record cannot
             be resumed with this one (default: every setting outside `RESUME_MAY_CHANGE` must be equal).
-        regularizer, regularizer_weight: a module whose call returns a penalty added to the objective
-            with this weight (e.g. NVAE's spectral regularizer); its state is checkpointed.
+        regularizer: a module whose call returns a penalty added to the objective (e.g. NVAE's spectral
+            regularizer); its state is checkpointed.
+        regularizer_weight: the penalty's weight.
         title: the run's name in messages and on the loss curve.
         image_shape: the shape of one image, ``(H, W)`` or ``(C, H, W)``, for the snapshot and TensorBoard
             grids (default: the `Dataset`'s).

@@ -9,7 +9,18 @@ from dataclasses import fields
 from pathlib import Path
 
 from blackbox_vae.cli.checkpoint import CheckpointError
-from blackbox_vae.cli.config import ESTIMATOR_OPTIONS, ConfigError, TrainConfig, load_config_file
+from blackbox_vae.cli.config import (
+    ESTIMATOR_OPTIONS,
+    RESUME_MAY_CHANGE,
+    ConfigError,
+    TrainConfig,
+    TrainerSettings,
+    boolean,
+    int_list,
+    key_value,
+    load_config_file,
+    positive_int,
+)
 from blackbox_vae.cli.presets import preset_names, resolve_config
 from blackbox_vae.cli.schedules import LR_SCHEDULES
 from blackbox_vae.data import DATASETS, LIKELIHOODS, DataFileError
@@ -19,32 +30,8 @@ from blackbox_vae.models.registry import MODELS
 __all__ = ["main", "build_parser"]
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 200,200,200; got {text!r}") from error
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers like 200,200,200; got {text!r}")
-    return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false; got {text!r}")
+# The flags' value types are declared with the settings (blackbox_vae.cli.config).
+_int_list, _positive_int, _bool, _setting = int_list, positive_int, boolean, key_value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,84 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model; with no data flags, on scikit-learn's 8x8 digits",
                                 argument_default=argparse.SUPPRESS,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    defaults = TrainConfig()
     train.add_argument("--config", help="a JSON or YAML file of settings, or a preset's name: "
                        f"{', '.join(preset_names())} (flags override it)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, with "
-                       "its saved settings (flags may change only steps, device and the monitoring intervals)")
+                       "its saved settings (flags may change only " + ", ".join(RESUME_MAY_CHANGE) + ")")
     train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start afresh")
-    train.add_argument("--data", metavar="{" + ",".join(DATASETS) + "} or PATH",
-                       help=f"a bundled data set (default {defaults.data}), or your own: an .npy (memory-mapped), "
-                            ".npz (arrays train and optionally valid, test), .csv or .tsv file (numeric; a header row "
-                            "is detected), or a folder of PNG, JPEG or BMP images (subfolders too)")
-    train.add_argument("--data-dir", help="the bundled data set's directory (or .npz file) with its files")
-    train.add_argument("--binarization", choices=("static", "dynamic", "none"),
-                       help="8-bit images: default dynamic; none keeps the 8-bit levels k/255 (for --model nvae's "
-                            "logistic mixture)")
-    train.add_argument("--likelihood", choices=LIKELIHOODS, help="your data: override the likelihood the values "
-                       "imply ({0, 1}: bernoulli; 8-bit images: bernoulli after --binarization, or 8-bit with "
-                       "--binarization none; other values: gaussian)")
-    train.add_argument("--standardize", type=_bool, metavar="{true,false}", help="your Gaussian data: standardize "
-                       "each column with the training split's mean and standard deviation (samples are mapped back)")
-    train.add_argument("--image-size", type=_positive_int, metavar="N", help="an image folder: centre-crop every "
-                       "image to a square (its shorter side) and resize it to N x N (needed when sizes differ)")
-    train.add_argument("--channels", type=int, choices=(1, 3), help="an image folder: convert to greyscale (1) or RGB "
-                       "(3) (default: 1 if every image is greyscale, else 3)")
-    train.add_argument("--valid-fraction", type=float, help="your data without a valid split: the fraction of rows "
-                       "cut for it (default 0.1)")
-    train.add_argument("--test-fraction", type=float, help="your data without a test split: the fraction of rows "
-                       "cut for it (default 0.1)")
-    train.add_argument("--split-seed", type=int, help="the seed of the permutation that cuts those splits "
-                       "(default 0; recorded, so that evaluate scores the same rows)")
-    train.add_argument("--model", metavar="{" + ",".join(MODELS) + "} or package.module:function",
-                       help=f"a ready model (default {defaults.model}), or your factory "
-                            "function(data_dim, image_shape, likelihood, **options) -> (inf_net, gen_model)")
-    train.add_argument("--model-option", action="append", type=_setting, metavar="KEY=VALUE",
-                       help="an option of your model factory, read as YAML (repeatable; over the --config file's "
-                            "`model_options`)")
-    train.add_argument("--layers", type=_int_list, help="latent units per stochastic layer, e.g. 200,200,200 "
-                       "(default 200; 30,100 for the hvae models, top layer first)")
-    train.add_argument("--hidden", type=_int_list, help="deterministic hidden widths, e.g. 200,200")
-    train.add_argument("--n-classes", type=int, help="categorical: classes per latent (default 10)")
-    train.add_argument("--arch", action="append", type=_setting, metavar="FIELD=VALUE",
-                       help="nvae: set one architecture field, e.g. --arch groups_per_scale=8 (repeatable; over the "
-                            "--config file's `architecture`)")
-    train.add_argument("--loss", choices=tuple(LOSSES), help=f"estimator (default {defaults.loss})")
-    train.add_argument("--n-samples", type=int, help=f"K (default {defaults.n_samples})")
-    _add_estimator_options(train)
-    train.add_argument("--kl-warmup", type=float, help="elbo: the fraction of --steps over which the KL coefficient "
-                       "rises linearly to 1 (default 0: none)")
-    train.add_argument("--kl-balancing", type=_bool, metavar="{true,false}",
-                       help="elbo with --kl-warmup: NVAE's per-group KL balancing during the warm-up (default false)")
-    train.add_argument("--spectral-reg", type=float, help="coefficient of the spectral regularization of every "
-                       "convolution and linear map (default 0: off)")
-    train.add_argument("--output-bias", type=_bool, metavar="{true,false}",
-                       help="start p(x|z)'s output biases at the logits of the training data's mean, as the papers do "
-                            "(default true for binary data and models with such a bias)")
-    train.add_argument("--compile", type=_bool, metavar="{true,false}",
-                       help="torch.compile the loss (default: off; measured in docs/command_line.md)")
-    train.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: the networks under bfloat16 autocast, "
-                       "log-probabilities and weights in float32 (default fp32)")
-    train.add_argument("--grad-clip", type=float, help="clip the gradient's global norm to this (default and 0: no clipping)")
-    train.add_argument("--steps", type=int, help=f"default {defaults.steps}")
-    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    train.add_argument("--lr", type=float, help=f"Adam learning rate (default {defaults.lr})")
-    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant (default), or iwae: Burda et al.'s "
-                       "rate x 10^(-i/7) in stages i = 0..7 of 3^i epochs")
-    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
-    train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
-    train.add_argument("--log-every", type=int, help=f"default {defaults.log_every}")
-    train.add_argument("--eval-every", type=int, help=f"default {defaults.eval_every}")
-    train.add_argument("--eval-k", type=int, help=f"samples of the validation bound (default {defaults.eval_k})")
-    train.add_argument("--eval-size", type=int, help="validation rows to evaluate on (default all)")
-    train.add_argument("--checkpoint-every", type=int, help=f"default {defaults.checkpoint_every}")
-    train.add_argument("--out", help=f"run directory (default {defaults.out})")
+    _add_setting_flags(train)
     train.add_argument("--progress", type=_bool, help="show a progress bar (default: when attached to a terminal)")
-    train.add_argument("--snapshot-every", type=_positive_int, metavar="N", help="every N steps, write a grid of "
-                       "samples and reconstructions into RUN/snapshots/ (image data)")
-    train.add_argument("--tensorboard", type=_bool, metavar="{true,false}", help="also write scalars (bounds, loss, "
-                       "learning rate, gradient norm) and image grids into RUN/tensorboard/ (pip install "
-                       "'blackbox_vae[tensorboard]')")
 
     evaluate = commands.add_parser("evaluate", help="test log-likelihood by importance sampling (the IWAE bound)")
     evaluate.add_argument("run_dir", type=Path)
@@ -179,6 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     classifier.add_argument("--seed", type=int, default=0)
     classifier.add_argument("--epochs", type=_positive_int, default=4)
     return parser
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per `TrainConfig` field, from its declaration (`blackbox_vae.cli.config.setting`), in the order
+    of the fields (the data, model and estimator first, then the loop's `TrainerSettings`, then ``--out``); the
+    estimators' options from the loss classes, after ``--n-samples``."""
+    loop = {f.name for f in fields(TrainerSettings)}
+    ordered = sorted(fields(TrainConfig), key=lambda f: (f.name in loop) + 2 * (f.name == "out"))
+    for setting_field in ordered:
+        meta = setting_field.metadata
+        if setting_field.name == "n_samples":
+            _add_flag(parser, setting_field)
+            _add_estimator_options(parser)
+            continue
+        if meta.get("flag") == "" or setting_field.name in ESTIMATOR_OPTIONS:
+            continue
+        _add_flag(parser, setting_field)
+
+
+def _add_flag(parser: argparse.ArgumentParser, setting_field) -> None:
+    meta = setting_field.metadata
+    default = setting_field.default
+    flag = meta.get("flag") or "--" + setting_field.name.replace("_", "-")
+    parser.add_argument(flag, help=meta["help"].replace("{default}", str(default)), **meta["argparse"])
 
 
 def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
@@ -251,19 +191,6 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
         else:
             parser.add_argument(flag, choices=[c for c in choices if c is not None],
                                 help=f"{name} (default {default if default is not None else 'none'})")
-
-
-def _setting(text: str) -> tuple[str, object]:
-    """``FIELD=VALUE`` with the value read as YAML (``8`` an int, ``true`` a bool, ``null`` None)."""
-    import yaml
-
-    field_name, equals, value = text.partition("=")
-    if not equals or not field_name.strip():
-        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE like groups_per_scale=8; got {text!r}")
-    try:
-        return field_name.strip().replace("-", "_"), yaml.safe_load(value)
-    except yaml.YAMLError as error:
-        raise argparse.ArgumentTypeError(f"cannot read the value of {text!r} ({error})") from error
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:

@@ -2,19 +2,87 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from blackbox_vae.losses.registry import ESTIMATOR_OPTIONS  # the registry defines them
+from blackbox_vae.cli.schedules import LR_SCHEDULES
+from blackbox_vae.data.datasets import BINARIZATIONS, DATASETS
+from blackbox_vae.data.user_files import LIKELIHOODS
+from blackbox_vae.losses.registry import ESTIMATOR_OPTIONS, LOSSES  # the registry defines them
+from blackbox_vae.models.registry import DEFAULT_N_CLASSES, MODELS
 
 __all__ = ["TrainerSettings", "TrainConfig", "ConfigError", "load_config_file", "ESTIMATOR_OPTIONS", "RESUME_MAY_CHANGE"]
 
 
 class ConfigError(ValueError):
     """A configuration value or file is invalid; the message names it."""
+
+
+# ------------------------------------------------------------------------------ one declaration per setting
+# Each setting is declared once, below, as a dataclass field whose metadata holds its flag's help, type and
+# choices and whether a resumed run may change it (as Hugging Face's HfArgumentParser reads dataclasses):
+# `blackbox_vae.cli.build_parser` makes the flags from it, `RESUME_MAY_CHANGE` the resume rule, and the
+# config file takes the field names.
+def setting(default: Any = None, help: str = "", *, default_factory: Any = None, flag: Optional[str] = None,
+            resume: bool = False, **argparse_options: Any) -> Any:
+    """A `TrainConfig` field: its default, its flag's help (``{default}`` in it is filled in), the argparse
+    options of its flag (``type``, ``choices``, ``metavar``, ``action``, ``dest``), the flag's name if not
+    ``--field-name`` (``flag=""``: no flag), and ``resume=True`` where a resumed run may change it."""
+    metadata = {"help": help, "flag": flag, "resume": resume, "argparse": argparse_options}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def int_list(text: str) -> list[int]:
+    """A flag's comma-separated positive integers, e.g. ``200,200,200``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 200,200,200; got {text!r}") from error
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 200,200,200; got {text!r}")
+    return values
+
+
+def positive_int(text: str) -> int:
+    """A flag's positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def boolean(text: str) -> bool:
+    """A flag's true or false (also 1/0, yes/no, on/off)."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false; got {text!r}")
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` with the value read as YAML (``8`` an int, ``true`` a bool, ``null`` None)."""
+    import yaml
+
+    field_name, equals, value = text.partition("=")
+    if not equals or not field_name.strip():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE like groups_per_scale=8; got {text!r}")
+    try:
+        return field_name.strip().replace("-", "_"), yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"cannot read the value of {text!r} ({error})") from error
+
+
+BOOL = {"type": boolean, "metavar": "{true,false}"}
 
 
 @dataclass
@@ -25,30 +93,38 @@ class TrainerSettings:
     """
 
     # optimization
-    steps: int = 3000
-    batch_size: int = 64
-    lr: float = 1e-3  # the optimizer's learning rate (each parameter group's, times the schedule's factor)
-    lr_schedule: Optional[str] = None  # constant | iwae (None: constant); see blackbox_vae.cli.schedules
-    grad_clip: Optional[float] = None  # clip the gradient's global norm to this (None or 0: no clipping)
-    seed: int = 0
-    device: str = "cpu"
+    steps: int = setting(3000, "steps in all (default {default})", type=int, resume=True)
+    batch_size: int = setting(64, "default {default}; under torchrun the whole batch of all processes", type=int)
+    lr: float = setting(1e-3, "Adam learning rate (default {default})", type=float)
+    lr_schedule: Optional[str] = setting(None, "constant (default), or iwae: Burda et al.'s rate x 10^(-i/7) in "
+                                         "stages i = 0..7 of 3^i epochs", choices=LR_SCHEDULES)
+    grad_clip: Optional[float] = setting(None, "clip the gradient's global norm to this (default and 0: no "
+                                         "clipping)", type=float)
+    seed: int = setting(0, "default {default}", type=int)
+    device: str = setting("cpu", "cpu, cuda, cuda:1, ... (default {default})", resume=True)
     # processes training together (set from torchrun's environment, not a flag; each sees batch_size / world_size
     # rows of every batch)
-    world_size: int = 1
+    world_size: int = setting(1, flag="")
     # torch.compile the loss (None: the measured default, see blackbox_vae.trainer.compile_by_default; the
-    # run's config.json records what took effect)
-    compile: Optional[bool] = None
-    # fp32, or bf16: the loss's forward under bfloat16 autocast (matrix products in bf16; log-probabilities,
-    # weights and the validation bound in float32)
-    precision: str = "fp32"
+    # run's config.json records what took effect). It changes how a step is computed, not what: a run may be
+    # resumed compiled or not (its random draws then differ from an uninterrupted run's).
+    compile: Optional[bool] = setting(None, "torch.compile the loss (default: off; measured in "
+                                      "docs/command_line.md)", resume=True, **BOOL)
+    precision: str = setting("fp32", "bf16: the networks under bfloat16 autocast, log-probabilities and weights in "
+                             "float32 (default {default})", choices=("fp32", "bf16"))
     # monitoring
-    log_every: int = 100  # steps between progress-bar updates and metrics rows
-    eval_every: int = 1000  # steps between validation bounds
-    eval_k: int = 100  # samples of the validation importance-weighted bound
-    eval_size: Optional[int] = None  # validation rows used (default: all)
-    checkpoint_every: int = 1000
-    snapshot_every: Optional[int] = None  # steps between sample and reconstruction grids in RUN/snapshots/
-    tensorboard: Optional[bool] = None  # also write scalars and image grids for TensorBoard into RUN/tensorboard/
+    log_every: int = setting(100, "steps between progress-bar updates and metrics rows (default {default})",
+                             type=int, resume=True)
+    eval_every: int = setting(1000, "steps between validation bounds (default {default})", type=int, resume=True)
+    eval_k: int = setting(100, "samples of the validation bound (default {default})", type=int, resume=True)
+    eval_size: Optional[int] = setting(None, "validation rows to evaluate on (default all)", type=int, resume=True)
+    checkpoint_every: int = setting(1000, "default {default}", type=int, resume=True)
+    snapshot_every: Optional[int] = setting(None, "every N steps, write a grid of samples and reconstructions into "
+                                            "RUN/snapshots/ (image data)", type=positive_int, metavar="N",
+                                            resume=True)
+    tensorboard: Optional[bool] = setting(None, "also write scalars (bounds, loss, learning rate, gradient norm) and "
+                                          "image grids into RUN/tensorboard/ (pip install "
+                                          "'blackbox_vae[tensorboard]')", resume=True, **BOOL)
 
     def validate(self) -> "TrainerSettings":
         """Checks the loop's settings and returns ``self`` (numbers given as text become numbers).
@@ -70,8 +146,6 @@ class TrainerSettings:
         self.lr = _number("lr", self.lr)
         if not self.lr > 0:
             raise ConfigError(f"{_name('lr')} must be a positive, finite learning rate; got {self.lr!r}.")
-        from blackbox_vae.cli.schedules import LR_SCHEDULES
-
         if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"{_name('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}; "
                               f"got {self.lr_schedule!r}.")
@@ -96,48 +170,77 @@ class TrainerSettings:
 class TrainConfig(TrainerSettings):
     """Everything ``blackbox-vae train`` needs; saved as ``config.json`` in the run directory."""
 
-    # data
-    # digits | mnist | fashion-mnist | binarized-mnist | gaussian-2d, or the path of a data file (.npy, .npz,
-    # .csv, .tsv) or of a folder of images (see blackbox_vae.data.load_data_file)
-    data: str = "digits"
-    data_dir: Optional[str] = None  # directory (or .npz file) holding the data files
-    binarization: Optional[str] = None  # static | dynamic | none (default: dynamic; binarized-mnist is static)
+    # data: a bundled data set, or the path of a data file or image folder (see blackbox_vae.data.load_data_file)
+    data: str = setting("digits", "a bundled data set (default {default}), or your own: an .npy (memory-mapped), "
+                        ".npz (arrays train and optionally valid, test), .csv or .tsv file (numeric; a header row is "
+                        "detected), or a folder of PNG, JPEG or BMP images (subfolders too)",
+                        metavar="{" + ",".join(DATASETS) + "} or PATH")
+    data_dir: Optional[str] = setting(None, "the bundled data set's directory (or .npz file) with its files")
+    binarization: Optional[str] = setting(None, "8-bit images: default dynamic (binarized-mnist: static); none keeps "
+                                          "the levels k/255 (for --model nvae's logistic mixture)",
+                                          choices=BINARIZATIONS)
     # a data file's or image folder's (None: the data's own; a run's config.json records what took effect)
-    likelihood: Optional[str] = None  # bernoulli | 8-bit | gaussian (default: as the values are)
-    standardize: Optional[bool] = None  # Gaussian data: standardize each column with the training split's
-    image_size: Optional[int] = None  # image folders: centre-crop to a square and resize to this
-    channels: Optional[int] = None  # image folders: 1 (greyscale) or 3 (RGB) (default: as the images are)
-    valid_fraction: Optional[float] = None  # rows cut for validation when the file has no valid split (0.1)
-    test_fraction: Optional[float] = None  # rows cut for testing when the file has no test split (0.1)
-    split_seed: Optional[int] = None  # seed of the permutation that cuts those splits (0)
+    likelihood: Optional[str] = setting(None, "your data: override the likelihood the values imply ({0, 1}: "
+                                        "bernoulli; 8-bit images: bernoulli after --binarization, or 8-bit with "
+                                        "--binarization none; other values: gaussian)", choices=LIKELIHOODS)
+    standardize: Optional[bool] = setting(None, "your Gaussian data: standardize each column with the training "
+                                          "split's mean and standard deviation (samples are mapped back)", **BOOL)
+    image_size: Optional[int] = setting(None, "an image folder: centre-crop every image to a square (its shorter "
+                                        "side) and resize it to N x N (needed when sizes differ)",
+                                        type=positive_int, metavar="N")
+    channels: Optional[int] = setting(None, "an image folder: convert to greyscale (1) or RGB (3) (default: 1 if "
+                                      "every image is greyscale, else 3)", type=int, choices=(1, 3))
+    valid_fraction: Optional[float] = setting(None, "your data without a valid split: the fraction of rows cut for "
+                                              "it (default 0.1)", type=float)
+    test_fraction: Optional[float] = setting(None, "your data without a test split: the fraction of rows cut for "
+                                             "it (default 0.1)", type=float)
+    split_seed: Optional[int] = setting(None, "the seed of the permutation that cuts those splits (default 0; "
+                                        "recorded, so that evaluate scores the same rows)", type=int)
     # model: a ready one, or a user's factory "package.module:function" (see blackbox_vae.models.factory)
-    model: str = "sbn"  # sbn | categorical | gaussian | hvae-ladder | hvae-reverse | nvae | package.module:function
-    model_options: Optional[dict[str, Any]] = None  # a factory's keyword options (--model-option KEY=VALUE)
-    layers: Optional[list[int]] = None  # latent units per stochastic layer (default: the model's, see default_layers)
-    hidden: list[int] = field(default_factory=list)  # deterministic widths inside each conditional
-    n_classes: Optional[int] = None  # classes per latent of the categorical model (default 10)
-    architecture: Optional[dict[str, Any]] = None  # nvae: NVAEArchitecture's fields (default: nvae-tiny's)
+    model: str = setting("sbn", "a ready model (default {default}), or your factory function(data_dim, image_shape, "
+                         "likelihood, **options) -> (inf_net, gen_model)",
+                         metavar="{" + ",".join(MODELS) + "} or package.module:function")
+    model_options: Optional[dict[str, Any]] = setting(
+        None, "an option of your model factory, read as YAML (repeatable; over the --config file's "
+        "`model_options`)", flag="--model-option", action="append", type=key_value, metavar="KEY=VALUE",
+        dest="model_option")
+    layers: Optional[list[int]] = setting(None, "latent units per stochastic layer, e.g. 200,200,200 (default 200; "
+                                          "30,100 for the hvae models, top layer first)", type=int_list)
+    hidden: list[int] = setting(default_factory=list, help="deterministic hidden widths, e.g. 200,200",
+                                type=int_list)
+    n_classes: Optional[int] = setting(None, f"categorical: classes per latent (default {DEFAULT_N_CLASSES})",
+                                       type=int)
+    architecture: Optional[dict[str, Any]] = setting(
+        None, "nvae: set one architecture field, e.g. --arch groups_per_scale=8 (repeatable; over the --config "
+        "file's `architecture`)", flag="--arch", action="append", type=key_value, metavar="FIELD=VALUE", dest="arch")
     # estimator: a name of blackbox_vae.losses.registry.LOSSES, K, and the options of ESTIMATOR_OPTIONS, each
-    # None when not given (the loss's own default applies; its choices are the loss class's `choices`)
-    loss: str = "vimco"
-    n_samples: int = 5
-    baseline: Optional[str] = None
-    variance_normalization: Optional[bool] = None
-    phi_update: Optional[str] = None
-    temperature: Optional[str | float] = None
-    straight_through: Optional[bool] = None
-    gradient: Optional[str] = None
-    dreams: Optional[int] = None
-    flip_noise: Optional[float] = None
-    analytic_kl: Optional[bool] = None
+    # None when not given (the loss's own default applies; its flags, choices and defaults come from the loss
+    # classes: blackbox_vae.cli.build_parser)
+    loss: str = setting("vimco", "estimator (default {default})", choices=tuple(LOSSES))
+    n_samples: int = setting(5, "K (default {default})", type=int)
+    baseline: Optional[str] = setting(flag="")
+    variance_normalization: Optional[bool] = setting(flag="")
+    phi_update: Optional[str] = setting(flag="")
+    temperature: Optional[str | float] = setting(flag="")
+    straight_through: Optional[bool] = setting(flag="")
+    gradient: Optional[str] = setting(flag="")
+    dreams: Optional[int] = setting(flag="")
+    flip_noise: Optional[float] = setting(flag="")
+    analytic_kl: Optional[bool] = setting(flag="")
     # training aids (NVAE's; each off by default)
-    kl_warmup: Optional[float] = None  # elbo: fraction of --steps over which the KL coefficient rises to 1
-    kl_balancing: Optional[bool] = None  # elbo with kl_warmup: NVAE's KL balancing during the warm-up
-    spectral_reg: float = 0.0  # coefficient of the spectral regularization of every convolution and linear map
+    kl_warmup: Optional[float] = setting(None, "elbo: the fraction of --steps over which the KL coefficient rises "
+                                         "linearly to 1 (default 0: none)", type=float)
+    kl_balancing: Optional[bool] = setting(None, "elbo with --kl-warmup: NVAE's per-group KL balancing during the "
+                                           "warm-up (default false)", **BOOL)
+    spectral_reg: float = setting(0.0, "coefficient of the spectral regularization of every convolution and linear "
+                                  "map (default 0: off)", type=float)
     # p(x|z)'s output biases start at the logits of the training data's mean (None: wherever the likelihood is
-    # Bernoulli and the model has such a bias; the run's config.json records what took effect)
-    output_bias: Optional[bool] = None
-    out: str = "runs/latest"
+    # Bernoulli and the model has such a bias; the run's config.json records what took effect). It acts on the
+    # initial parameters only, which a checkpoint replaces: a resumed run keeps (and records) the checkpoint's.
+    output_bias: Optional[bool] = setting(None, "start p(x|z)'s output biases at the logits of the training data's "
+                                          "mean, as the papers do (default true for binary data and models with "
+                                          "such a bias)", resume=True, **BOOL)
+    out: str = setting("runs/latest", "run directory (default {default})", resume=True)
 
     def validate(self) -> "TrainConfig":
         """Checks every setting (before any data is read or any step taken) and returns ``self``.
@@ -299,7 +402,7 @@ class TrainConfig(TrainerSettings):
             if (self.image_size is not None or self.channels is not None) and not path.is_dir():
                 raise ConfigError(f"--image-size and --channels convert the images of a folder; {self.data} is a "
                                   "file. Remove them.")
-            if self.binarization not in (None, "static", "dynamic", "none"):
+            if self.binarization not in (None, *BINARIZATIONS):
                 raise ConfigError(f"{_name('binarization')} must be static, dynamic or none; got "
                                   f"{self.binarization!r}.")
             return
@@ -313,8 +416,8 @@ class TrainConfig(TrainerSettings):
         if self.data not in _NEEDS_DATA_DIR and self.data_dir is not None:
             raise ConfigError(f"--data {self.data} reads no files ({'scikit-learn bundles it' if self.data == 'digits' else 'it is generated'}); "
                               "remove --data-dir.")
-        allowed = {"binarized-mnist": ("static",), "gaussian-2d": ("none",), "mnist": ("static", "dynamic", "none"),
-                   "fashion-mnist": ("static", "dynamic", "none")}.get(self.data, ("static", "dynamic"))
+        allowed = {"binarized-mnist": ("static",), "gaussian-2d": ("none",), "mnist": BINARIZATIONS,
+                   "fashion-mnist": BINARIZATIONS}.get(self.data, BINARIZATIONS[:2])
         if self.binarization is not None and self.binarization not in allowed:
             hint = f"one of {', '.join(allowed)}" if allowed != ("none",) else "'none' or left out (real-valued data)"
             raise ConfigError(f"{_name('binarization')} must be {hint} for --data {self.data}; "
@@ -369,7 +472,7 @@ class TrainConfig(TrainerSettings):
             values["binarization"] = effective_binarization(self.data, self.binarization)
         values["lr_schedule"] = self.lr_schedule or "constant"
         if self.model == "categorical" and self.n_classes is None:
-            values["n_classes"] = 10
+            values["n_classes"] = DEFAULT_N_CLASSES
         if self.loss == "elbo":
             values["kl_warmup"] = self.kl_warmup or 0.0
             values["kl_balancing"] = bool(self.kl_balancing)
@@ -448,14 +551,10 @@ def _integer(setting: str, value: Any, minimum: int, hint: str = "") -> int:
     return number
 
 
-# The settings a resumed run may change: how far to train, where, and how it is monitored. Every other
-# setting (a new one too, unless it is added here) must equal the checkpoint's.
-#: Settings a resumed run may change. ``output_bias`` acts on the initial parameters only, which the checkpoint
-#: replaces: a resumed run keeps (and records) the checkpoint's value. ``compile`` changes how a step is
-#: computed, not what: a run may be resumed compiled or not (its random draws then differ from an uninterrupted
-#: run's, as a compiled step draws with the compiler's generator).
-RESUME_MAY_CHANGE = ("steps", "device", "log_every", "eval_every", "eval_k", "eval_size", "checkpoint_every", "out",
-                     "output_bias", "compile", "snapshot_every", "tensorboard")
+#: Settings a resumed run may change (their fields say ``resume=True``): how far to train, where, how it is
+#: monitored, and ``output_bias`` and ``compile`` (see their fields). Every other setting, a new one too unless it
+#: says otherwise, must equal the checkpoint's.
+RESUME_MAY_CHANGE = tuple(f.name for f in fields(TrainConfig) if f.metadata.get("resume"))
 
 
 def _temperature(value: Any) -> float | str:

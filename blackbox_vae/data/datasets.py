@@ -15,10 +15,12 @@ from blackbox_vae.data.mapped import MappedRows
 from blackbox_vae.data.user_files import is_data_path
 from blackbox_vae.data.toy import correlated_gaussian_2d
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "load_mnist_idx", "load_binarized_mnist", "load_digits",
+__all__ = ["Dataset", "DATASETS", "BINARIZATIONS", "load_dataset", "load_mnist_idx", "load_binarized_mnist", "load_digits",
            "effective_binarization"]
 
 Binarization = Literal["static", "dynamic", "none"]
+#: The binarizations of 8-bit images: drawn once (static), afresh at every draw (dynamic), or none (levels k/255).
+BINARIZATIONS = ("static", "dynamic", "none")
 DATASETS = ("digits", "mnist", "fashion-mnist", "binarized-mnist", "gaussian-2d")
 
 # Evaluation splits of dynamically binarized data are binarized once, with this seed, so that every
@@ -245,7 +247,7 @@ def load_dataset(name: Union[str, Path], data_dir: Optional[Path] = None, binari
         return Dataset(name, splits["train"], splits["valid"], splits["test"], "static", (28, 28))
 
     binarization = binarization or "dynamic"
-    allowed = ("static", "dynamic", "none") if name in ("mnist", "fashion-mnist") else ("static", "dynamic")
+    allowed = BINARIZATIONS if name in ("mnist", "fashion-mnist") else BINARIZATIONS[:2]
     if binarization not in allowed:
         raise ValueError(f"load_dataset: `binarization` must be one of {', '.join(map(repr, allowed))} for {name}; got "
                          f"{binarization!r}.")

@@ -28,7 +28,8 @@ class MappedRows:
     Args:
         array: a ``numpy.memmap`` (``np.load(path, mmap_mode="r")``), ``[N, ...]``.
         rows: the row numbers of this split, ``[n]`` int64 (default: all N).
-        scale, shift: the conversion of the stored values; a ``[D]`` shift standardizes per column.
+        scale: the conversion's factor (a number, or ``[D]`` per column).
+        shift: what is subtracted first (a number, or ``[D]``: with ``scale``, a standardization).
     """
 
     def __init__(self, array: np.ndarray, rows: np.ndarray | None = None, scale: Any = 1.0, shift: Any = 0.0):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -12,6 +12,9 @@ from torch import Tensor
 from blackbox_vae.data.files import DataFileError
 from blackbox_vae.data.mapped import MappedRows
 from blackbox_vae.data.user_files import LIKELIHOODS, ValueSummary, read_splits, summarize_values
+
+if TYPE_CHECKING:
+    from blackbox_vae.data.datasets import Dataset
 
 __all__ = ["load_data_file", "DEFAULT_VALID_FRACTION", "DEFAULT_TEST_FRACTION"]
 
@@ -24,7 +27,7 @@ _EVALUATION_BINARIZATION_SEED = 1234
 def load_data_file(path: Path, binarization: Optional[str] = None, seed: int = 0, *,
                    likelihood: Optional[str] = None, valid_fraction: Optional[float] = None,
                    test_fraction: Optional[float] = None, split_seed: int = 0, image_size: Optional[int] = None,
-                   channels: Optional[int] = None, standardize: bool = False):
+                   channels: Optional[int] = None, standardize: bool = False) -> "Dataset":
     """A data file or image folder as a `Dataset` (see `blackbox_vae.data.load_dataset`, which calls this for a path).
 
     Rows are ``[N, D]`` (a table) or images ``[N, H, W]`` / ``[N, C, H, W]``, flattened to ``[N, D]`` with
@@ -45,7 +48,8 @@ def load_data_file(path: Path, binarization: Optional[str] = None, seed: int = 0
         binarization: for 8-bit images: ``"dynamic"`` (default), ``"static"`` or ``"none"``.
         seed: the seed of a static binarization of the training split.
         likelihood: ``"bernoulli"``, ``"8-bit"`` or ``"gaussian"`` (default: as the values imply).
-        valid_fraction, test_fraction: the fractions of rows cut for splits the file does not hold (0.1).
+        valid_fraction: the fraction of rows cut for a validation split the file does not hold (0.1).
+        test_fraction: the fraction of rows cut for a test split the file does not hold (0.1).
         split_seed: the seed of the permutation that cuts them.
         image_size: a folder: centre-crop to a square and resize to this (see `read_image_folder`).
         channels: a folder: 1 (greyscale) or 3 (RGB).
@@ -155,10 +159,12 @@ def _likelihood(path: Path, given: Optional[str], binary: bool, eight_bit: bool,
 
 def _binarization(path: Path, kind: str, binary: bool, eight_bit: bool, given: Optional[str]) -> str:
     """The binarization that takes effect: a choice for 8-bit images only."""
+    from blackbox_vae.data.datasets import BINARIZATIONS
+
     if kind == "8-bit" and eight_bit and not binary:
-        if given not in (None, "static", "dynamic", "none"):
+        if given not in (None, *BINARIZATIONS):
             raise DataFileError(f"--binarization must be static, dynamic or none; got {given!r}.")
-        return given or "dynamic"
+        return given or "dynamic"  # as for MNIST
     if given is not None and given != ("static" if binary else "none"):
         what = "binary values (no binarization to choose)" if binary else "real values read with a Gaussian likelihood"
         raise DataFileError(f"--binarization {given}: {path} holds {what}; --binarization applies to 8-bit images. "

@@ -25,7 +25,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: k/255 (a discretized likelihood, e.g. NVAE's logistic mixture), or other real values.
 LIKELIHOODS = ("bernoulli", "8-bit", "gaussian")
 SPLITS = ("train", "valid", "test")
-_SCAN_ROWS = 8192  # rows checked at a time, so that a memory-mapped file is never read whole
+_SCAN_ELEMENTS = 2**21  # values checked at a time (16 MB as float64), so that a memory-mapped file is never read whole
 
 
 def is_data_path(name: str) -> bool:
@@ -194,8 +194,9 @@ def summarize_values(array: np.ndarray, path: Path, split: str) -> ValueSummary:
     flat = array.reshape(len(array), -1)
     binary, eight_bit, low, high, example = True, True, math.inf, -math.inf, None
     integral_dtype = np.issubdtype(flat.dtype, np.integer) or flat.dtype == np.bool_
-    for start in range(0, len(flat), _SCAN_ROWS):
-        chunk = np.asarray(flat[start:start + _SCAN_ROWS], dtype=np.float64)
+    rows_at_a_time = max(1, _SCAN_ELEMENTS // max(flat.shape[1], 1))
+    for start in range(0, len(flat), rows_at_a_time):
+        chunk = np.asarray(flat[start:start + rows_at_a_time], dtype=np.float64)
         finite = np.isfinite(chunk)
         if not finite.all():
             row, column = map(int, np.argwhere(~finite)[0])

@@ -58,7 +58,9 @@ def build_factory_models(target: str, data_dim: int, image_shape: Optional[Seque
 
     Args:
         target: ``package.module:function``.
-        data_dim, image_shape, likelihood: the data's (see `blackbox_vae.data.Dataset`).
+        data_dim: D, the values per row.
+        image_shape: the shape of one image, or None (see `blackbox_vae.data.Dataset`).
+        likelihood: the data's: ``"bernoulli"``, ``"8-bit"`` or ``"gaussian"``.
         options: keyword options for the factory.
         example: a batch ``[batch, D]``; when given, the models must pass `blackbox_vae.testing.check_inf_net`
             and `check_gen_model` on it.

@@ -11,9 +11,11 @@ from blackbox_vae.models.deep_sbn import DeepSBNGenModel, DeepSBNInfNet
 from blackbox_vae.models.gaussian_mlp import GaussianMLPGenModel, GaussianMLPInfNet
 from blackbox_vae.models.hvae import HVAEGenModel, HVAELadderInfNet, HVAEReverseInfNet
 
-__all__ = ["MODELS", "build_models", "default_layers"]
+__all__ = ["MODELS", "DEFAULT_N_CLASSES", "build_models", "default_layers"]
 
 MODELS = ("sbn", "categorical", "gaussian", "hvae-ladder", "hvae-reverse", "nvae")
+#: Classes per latent of the categorical model when none are given.
+DEFAULT_N_CLASSES = 10
 
 
 def default_layers(model: str) -> list[int]:
@@ -25,7 +27,7 @@ def default_layers(model: str) -> list[int]:
 
 
 def build_models(model: str, data_dim: int, likelihood: str = "bernoulli", layers: Sequence[int] = (200,),
-                 hidden: Sequence[int] = (), n_classes: int = 10, image_shape: Optional[Sequence[int]] = None,
+                 hidden: Sequence[int] = (), n_classes: int = DEFAULT_N_CLASSES, image_shape: Optional[Sequence[int]] = None,
                  architecture: Optional[Mapping[str, Any]] = None) -> tuple[InfNet, GenModel]:
     """An (inf_net, gen_model) pair.
 
