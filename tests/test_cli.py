@@ -342,3 +342,23 @@ def test_hvae_models_take_the_papers_layers_by_default(tmp_path):
     assert config["layers"] == [30, 100] and config["analytic_kl"] is False
     train(tmp_path / "sbn", "--loss", "vimco")
     assert json.loads((tmp_path / "sbn" / "config.json").read_text())["layers"] == [200]
+
+
+def test_every_setting_is_declared_once_and_has_its_flag():
+    """The flags, their help and the resume rule come from TrainConfig's fields: each field has a flag (the
+    estimators' options from the loss classes; world_size from torchrun) and the resume rule is the fields'."""
+    from dataclasses import fields
+
+    from blackbox_vae.cli import build_parser
+    from blackbox_vae.cli.config import ESTIMATOR_OPTIONS, RESUME_MAY_CHANGE, TrainConfig
+
+    train = next(action for action in build_parser()._subparsers._group_actions[0].choices.values()
+                 if action.prog.endswith("train"))
+    flags = {option for action in train._actions for option in action.option_strings}
+    for setting in fields(TrainConfig):
+        if setting.name == "world_size":
+            continue
+        flag = setting.metadata.get("flag") or "--" + setting.name.replace("_", "-")
+        assert flag in flags, setting.name
+        assert setting.metadata.get("help") or setting.name in ESTIMATOR_OPTIONS, setting.name
+    assert set(RESUME_MAY_CHANGE) == {f.name for f in fields(TrainConfig) if f.metadata.get("resume")}

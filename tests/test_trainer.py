@@ -268,3 +268,10 @@ def test_killed_with_sigkill_and_resumed_equals_the_uninterrupted_run(user_proje
                 for row in csv.DictReader((run / "metrics.csv").read_text().splitlines())]
 
     assert rows(whole) == rows(cut) and len(rows(whole)) == 12
+
+
+def test_tensorboard_without_the_package_is_one_line(user_project, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
+    out = user_project / "tb"
+    assert main(["train", "--data", "rows.npy", "--tensorboard", "true", "--out", str(out)]) == 2
+    assert "pip install 'blackbox_vae[tensorboard]'" in capsys.readouterr().err and not out.exists()
