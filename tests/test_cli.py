@@ -362,3 +362,4 @@ def test_every_setting_is_declared_once_and_has_its_flag():
         assert flag in flags, setting.name
         assert setting.metadata.get("help") or setting.name in ESTIMATOR_OPTIONS, setting.name
     assert set(RESUME_MAY_CHANGE) == {f.name for f in fields(TrainConfig) if f.metadata.get("resume")}
+

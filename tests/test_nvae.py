@@ -343,3 +343,12 @@ def test_temperature_applies_to_nvae_only(tmp_path, capsys):
                  "--progress", "false"]) == 0
     assert main(["sample", str(run), "--temperature", "0.5"]) == 2
     assert "--model nvae" in capsys.readouterr().err
+
+
+def test_a_run_resumed_to_more_steps_evaluates_with_its_warm_up(tmp_path):
+    """The KL warm-up's length is fixed when a run starts (a fraction of its --steps then); evaluate loads a run
+    resumed to more steps with that length, not with the fraction of its new --steps."""
+    out = str(tmp_path / "run")
+    assert main(["train", *DIGITS_FLAGS, "--steps", "2", "--out", out]) == 0
+    assert main(["train", "--out", out, "--resume", "--steps", "4", "--progress", "false"]) == 0
+    assert main(["evaluate", out, "--k", "2", "--limit", "4"]) == 0

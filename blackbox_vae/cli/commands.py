@@ -27,6 +27,10 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Run, dict[str, Any]]:
     config = TrainConfig.from_saved(state["config"], f"{run_dir / CHECKPOINT_NAME} (its config)")
     config.device = device
     run = build_run(config)
+    saved_settings = state["loss"].get("_extra_state", {}).get("settings", {})
+    if "kl_warmup_steps" in saved_settings and hasattr(run.loss, "kl_warmup_steps"):
+        # fixed when the run started (a fraction of its steps then), which a resumed run's config does not say
+        run.loss.kl_warmup_steps = saved_settings["kl_warmup_steps"]
     try:
         run.loss.load_state_dict(state["loss"])
     except (RuntimeError, ValueError) as error:  # parameters of other shapes; a loss of other settings
