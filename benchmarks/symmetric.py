@@ -126,13 +126,16 @@ def save_grids(experiment: str, runs: dict, path: Path) -> None:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"{results['steps']:,} Adam steps (batch 128, lr 1e-3) per run on {results['device']}; models: z0 = 30 uniform bits -> "
-             "z1 = 100 bits -> x, tanh MLPs with one hidden layer of 256 units. FID on the data set's own small CNN classifier "
+    lines = [f"{results['steps']:,} Adam steps (batch 128, lr 1e-3) per run on {results['device']}; models: z0 = uniform bits -> "
+             "z1 -> x (30 -> 100 bits unless an experiment's name says otherwise), tanh MLPs with one hidden layer of 256 units. FID on the data set's own small CNN classifier "
              f"(not Inception features), {results['n']:,} images per draw against the 10,000 test images, mean ± "
              f"standard deviation over {results['draws']} draws; limiting chain: {results['chain_steps']} steps of "
              "x -> z ~ q(z|x) -> x ~ p(x|z) from uniform noise. Test log-likelihood: IWAE bound, k = 1000, on a fixed "
              "random 1,000 test images. Active bits: latent bits whose mutual information with (x, their sampled "
-             "parents) under q exceeds 0.01 nats (of 130).", ""]
+             "parents) under q exceeds 0.01 nats.", ""]
+    for experiment, entry in results["experiments"].items():
+        lines += [f"- {experiment}: {EXPERIMENTS[experiment][3].replace(',', ' -> ')} bits"]
+    lines += [""]
     for experiment, entry in results["experiments"].items():
         reference = entry["reference"]
         lines += [f"### {experiment}", "",
