@@ -11,16 +11,14 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch.distributions import Bernoulli, Independent
 
-from blackbox_vae import Callback, DistributionGenModel, DistributionInfNet, Loss, Trainer
+from blackbox_vae import Callback, Loss, Trainer
 from blackbox_vae.cli import main
 from blackbox_vae.cli.checkpoint import load_checkpoint
 from blackbox_vae.data import load_dataset

@@ -16,22 +16,18 @@ from blackbox_vae.cli.config import (
     TrainConfig,
     TrainerSettings,
     boolean,
-    int_list,
-    key_value,
     load_config_file,
     positive_int,
 )
 from blackbox_vae.cli.presets import preset_names, resolve_config
-from blackbox_vae.cli.schedules import LR_SCHEDULES
-from blackbox_vae.data import DATASETS, LIKELIHOODS, DataFileError
+from blackbox_vae.data import DataFileError
 from blackbox_vae.losses.registry import ANNEALED_TEMPERATURE, LOSSES, option_choices, option_default
-from blackbox_vae.models.registry import MODELS
 
 __all__ = ["main", "build_parser"]
 
 
 # The flags' value types are declared with the settings (blackbox_vae.cli.config).
-_int_list, _positive_int, _bool, _setting = int_list, positive_int, boolean, key_value
+_positive_int, _bool = positive_int, boolean
 
 
 def build_parser() -> argparse.ArgumentParser:
