@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import sys
@@ -24,10 +25,12 @@ from torch import Tensor
 
 from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from blackbox_vae.cli.config import ConfigError, TrainerSettings
+from blackbox_vae.cli.files import RunFileError, remove_stale_temporaries, write_text
 from blackbox_vae.cli.distributed import Processes
 from blackbox_vae.cli.schedules import learning_rate_factor
 from blackbox_vae.data import BatchStream, Dataset, load_dataset
 from blackbox_vae.evaluation import log_likelihood_bound
+from blackbox_vae.losses._checks import NonFiniteError
 from blackbox_vae.losses.base import Loss
 from blackbox_vae.losses.elbo import ELBOLoss
 from blackbox_vae.metrics.information import bit_mutual_information
@@ -37,6 +40,10 @@ __all__ = ["Trainer", "Callback", "TrainingError", "resolve_device", "compile_by
 METRICS_FIELDS = ("step", "seconds", "train_bound", "valid_bound", "active_bits", "bit_information")
 #: A bit with more mutual information than this (nats) with its input counts in metrics.csv's ``active_bits``.
 ACTIVE_BIT_THRESHOLD = 0.01
+#: A run has diverged when its training bound falls below the first step's (the model as it started) by more
+#: than this many times the larger of that bound's magnitude and the data's dimension (MNIST: from -550 to
+#: below -8,390 nats).
+DIVERGENCE_FACTOR = 10
 #: Validation rows the per-bit information is estimated on (a fixed random subset of them when there are more).
 BIT_INFORMATION_ROWS = 1000
 BIT_INFORMATION_FILE = "bit_information.csv"
@@ -113,6 +120,7 @@ class _Progress:
     bit_columns: list[str] = field(default_factory=list)  # bit_information.csv's columns after "step"
     bit_rows: list[list[float]] = field(default_factory=list)  # [step, information of each bit]
     reduced: int = 0  # loss-history entries already averaged over the processes (torchrun)
+    data_dim: int = 1  # values per data row, the scale of a diverging bound
 
 
 class _Run:
@@ -272,10 +280,15 @@ class Trainer:
                         check_run_directory(out, resume, overwrite)
                     except ConfigError as error:
                         failure = error
+                    for leftover in remove_stale_temporaries(out):
+                        print(f"note: removed {leftover}, left by a write that was interrupted", file=sys.stderr)
                 if not processes.all_agree(failure is None, device):
                     raise failure or ConfigError(f"{out}: the main process (rank 0) refused the run directory; "
                                                  "see its message.")
-                state, summary = self._fit_in(device, resume, overwrite)
+                try:
+                    state, summary = self._fit_in(device, resume, overwrite)
+                except RunFileError as error:  # a full disk, a read-only or vanished directory
+                    raise RunFileError(f"{error} {self._kept_note()}") from error
         finally:
             processes.leave()
         self.metrics = state.metrics
@@ -298,6 +311,7 @@ class Trainer:
             self.regularizer.to(device)
         run = _Run(self, device, processes)
         self.run = run
+        self._saved_step: Optional[int] = None  # the step of the checkpoint this process last wrote or read
         if overwrite and processes.main:
             clear_old_run(out)
         if processes.distributed:
@@ -321,9 +335,11 @@ class Trainer:
                              shard=(processes.rank, processes.world_size))
         valid = None if self.valid is None else self.valid[:settings.eval_size].to(device)
         state = self._restore(run, optimizer, stream, out / CHECKPOINT_NAME) if resume else _Progress()
+        state.data_dim = math.prod(self.train_rows.shape[1:])
+        self._saved_step = state.step if resume else None
         processes.barrier()  # every process has read the checkpoint before the main one writes
         if processes.main:
-            (out / "config.json").write_text(json.dumps(self.record_now(), indent=1) + "\n")
+            write_text(out / "config.json", json.dumps(self.record_now(), indent=1) + "\n")
 
         bar = tqdm(total=settings.steps, initial=state.step, desc=self.title, unit="step",
                    disable=(None if self.progress is None else not self.progress) if processes.main else True,
@@ -337,9 +353,12 @@ class Trainer:
         while state.step < settings.steps:
             try:
                 _step(run, optimizer, stream, state.step)
-            except ValueError as error:  # the losses' check of non-finite log-probabilities
-                raise TrainingError(f"training failed at step {state.step + 1} ({error}); lower --lr, or check the "
-                                    f"model. {self._last_checkpoint_note()}") from error
+            except NonFiniteError as error:  # the losses' check of non-finite log-probabilities
+                raise TrainingError(f"training failed at step {state.step + 1} ({error}); lower `lr` (--lr, now "
+                                    f"{settings.lr:g}), or check the model. {self._last_checkpoint_note()}") from error
+            except ValueError as error:  # the loss refused the model or the data (a contract, a setting)
+                raise TrainingError(f"training failed at step {state.step + 1}: {error} "
+                                    f"{self._last_checkpoint_note()}") from error
             state.step += 1
             try:
                 row = _monitor(run, state, valid, started)
@@ -358,6 +377,11 @@ class Trainer:
                     callback.on_evaluation(self, row)
             bar.update(1)
             if state.step % settings.checkpoint_every == 0 or state.step == settings.steps:
+                if row is None:  # between metrics rows: a diverged state must not replace the last good one
+                    try:
+                        _check_divergence(run, state, _recent_bound(run, state), state.step)
+                    except FloatingPointError as error:
+                        raise TrainingError(f"{error} {self._last_checkpoint_note()}") from error
                 state.elapsed = time.perf_counter() - started
                 self._save(run, optimizer, stream, state)
                 for callback in callbacks:
@@ -372,10 +396,23 @@ class Trainer:
         return state, summary
 
     def _last_checkpoint_note(self) -> str:
+        """Where the run stands after a failure: the checkpoint that remains (its step), or that there is none."""
         path = self.out / CHECKPOINT_NAME
+        step = getattr(self, "_saved_step", None)
+        if path.is_file() and step is not None:
+            return f"The last checkpoint in {self.out} (step {step}) is from before it."
         if path.is_file():
-            return f"The last checkpoint in {self.out} is from before it."
+            return f"The checkpoint in {self.out} is from before it."
         return f"No checkpoint was written in {self.out} before it."
+
+    def _kept_note(self) -> str:
+        """After a failed write: what is kept, and how to continue once the cause is gone."""
+        path = self.out / CHECKPOINT_NAME
+        step = getattr(self, "_saved_step", None)
+        if not path.is_file():
+            return f"No checkpoint remains in {self.out}."
+        return (f"The last good checkpoint in {self.out}{f' (step {step})' if step is not None else ''} is kept: "
+                "free space (or make the directory writable) and continue with --resume.")
 
     def _optimizer(self, run: _Run) -> torch.optim.Optimizer:
         spec = self.optimizer_spec
@@ -432,6 +469,7 @@ class Trainer:
             progress.bit_columns = list(state["bit_information"]["columns"])
             progress.bit_rows = state["bit_information"]["rows"].tolist()
         if progress.step >= run.config.steps:
+            self._saved_step = progress.step
             raise ConfigError(f"the checkpoint in {path.parent} is already at step {progress.step}; pass --steps "
                               f"above {progress.step} to train further.")
         return progress
@@ -462,15 +500,19 @@ class Trainer:
             "stream": stream.state_dict(), "metrics": progress.metrics, "last_logged": progress.last_logged,
             "bit_information": bit_information,
             **({"regularizer": run.regularizer.state_dict()} if run.regularizer is not None else {})})
-        with open(out / "metrics.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)  # rows of older checkpoints: empty bit columns
-            writer.writeheader()
-            writer.writerows(progress.metrics)
+        self._saved_step = progress.step
+        # the checkpoint holds every row: a table that fails to be written is written whole at the next save
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=METRICS_FIELDS)  # rows of older checkpoints: empty bit columns
+        writer.writeheader()
+        writer.writerows(progress.metrics)
+        write_text(out / "metrics.csv", table.getvalue())
         if progress.bit_rows:
-            with open(out / BIT_INFORMATION_FILE, "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["step", *progress.bit_columns])
-                writer.writerows([int(row[0]), *row[1:]] for row in progress.bit_rows)
+            table = io.StringIO(newline="")
+            writer = csv.writer(table)
+            writer.writerow(["step", *progress.bit_columns])
+            writer.writerows([int(row[0]), *row[1:]] for row in progress.bit_rows)
+            write_text(out / BIT_INFORMATION_FILE, table.getvalue())
 
 
 def _training_data(data: Data) -> tuple[Any, Optional[Tensor], bool, Optional[Dataset]]:
@@ -580,11 +622,8 @@ def _monitor(run: _Run, progress: _Progress, valid: Optional[Tensor], started: f
     if not (logging or evaluating):
         return None
     _reduce_history(run, progress)
-    recent = run.loss.loss_history_[progress.last_logged - step:] if step > progress.last_logged else []
-    train_bound = -sum(recent) / len(recent) if recent else float("nan")
-    if recent and not math.isfinite(train_bound):
-        raise FloatingPointError(f"the training bound became {train_bound} by step {step} ({run.title}); lower "
-                                 "--lr, or check the model.")
+    train_bound = _recent_bound(run, progress)
+    _check_divergence(run, progress, train_bound, step)
     if not run.processes.main:  # the others do not evaluate or keep rows
         progress.last_logged = step
         return None
@@ -604,6 +643,32 @@ def _monitor(run: _Run, progress: _Progress, valid: Optional[Tensor], started: f
     progress.last_logged, progress.elapsed = step, elapsed
     progress.metrics.append(row)
     return row
+
+
+def _recent_bound(run: _Run, progress: _Progress) -> float:
+    """The mean training bound of the steps since the last metrics row (NaN when there are none)."""
+    step = progress.step
+    recent = run.loss.loss_history_[progress.last_logged - step:] if step > progress.last_logged else []
+    return -sum(recent) / len(recent) if recent else float("nan")
+
+
+def _check_divergence(run: _Run, progress: _Progress, train_bound: float, step: int) -> None:
+    """Raises FloatingPointError when the training bound is non-finite, or far below the first logged one
+    (by more than `DIVERGENCE_FACTOR` times the larger of its magnitude and the data's dimension)."""
+    if math.isnan(train_bound) and progress.step <= progress.last_logged:
+        return  # no steps since the last row
+    advice = f"lower `lr` (--lr, now {run.config.lr:g}), or check the model."
+    if not math.isfinite(train_bound):
+        raise FloatingPointError(f"the training bound became {train_bound} by step {step} ({run.title}); {advice}")
+    history = run.loss.loss_history_
+    if not history or not math.isfinite(history[0]):
+        return
+    first = -history[0]  # the first step's bound: the model as it started
+    margin = DIVERGENCE_FACTOR * max(abs(first), progress.data_dim)
+    if train_bound < first - margin:
+        raise FloatingPointError(f"training diverged by step {step} ({run.title}): the training bound is "
+                                 f"{train_bound:.4g} nats, more than {margin:.4g} below the first step's, "
+                                 f"{first:.4g}; {advice}")
 
 
 def _reduce_history(run: _Run, progress: _Progress) -> None:

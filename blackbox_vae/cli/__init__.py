@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from blackbox_vae.cli.checkpoint import CheckpointError
+from blackbox_vae.cli.files import RunFileError
 from blackbox_vae.cli.config import (
     ESTIMATOR_OPTIONS,
     RESUME_MAY_CHANGE,
@@ -202,7 +203,15 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         out = Path(given.get("out", from_file.get("out", TrainConfig.out)))
         if not isinstance(out, (str, Path)):
             raise ConfigError(f"`out` (--out) must be a path; got {out!r}.")
+        if not (out / CHECKPOINT_NAME).is_file():  # a run starting there says so, rather than "no checkpoint"
+            from blackbox_vae.cli.run_directory import raise_if_in_use
+
+            raise_if_in_use(out)
         saved = load_checkpoint(out / CHECKPOINT_NAME)["config"]
+        from blackbox_vae.cli.checkpoint import check_against_run_config
+        from blackbox_vae.cli.config import RESUME_MAY_CHANGE
+
+        check_against_run_config(out / CHECKPOINT_NAME, saved, RESUME_MAY_CHANGE)
         values = TrainConfig.from_saved(saved, f"{out / CHECKPOINT_NAME} (its config)").to_dict()
         values["binarization"] = saved.get("binarization")  # as saved; the data set's default otherwise
     values.update(from_file)
@@ -226,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         argv: the arguments, without the program name (default ``sys.argv[1:]``).
 
     Returns:
-        the exit status: 0 on success, 2 for a `ConfigError`, `CheckpointError` or `DataFileError`.
+        the exit status: 0 on success, 2 for a `ConfigError`, `CheckpointError`, `DataFileError`, `TrainingError`
+        or `RunFileError` (a file that could not be written: full disk, read-only directory), printed in one line.
 
     Raises:
         SystemExit: from argparse, for ``--help`` or arguments it cannot parse.
@@ -249,17 +259,20 @@ def main(argv: list[str] | None = None) -> int:
             from blackbox_vae.cli.commands import evaluate
 
             sampler, options = _sampler_choice(args)
-            result = evaluate(args.run_dir, args.k, args.split, args.batch_size, args.sample_chunk, args.device,
-                              args.seed, args.limit, fid=args.fid, sampler=sampler, sampler_options=options,
-                              fid_samples=args.fid_samples, progress=args.progress)
-            print(json.dumps(result, indent=1))
-            print(f"{args.split} log-likelihood (K={args.k}, n={result['n']}): {result['log_likelihood']:.4f} "
-                  f"± {result['standard_error']:.4f} nats ({result['seconds']:.1f} s"
-                  + (f", {result['n'] / result['seconds']:.1f} data points/s)" if result["seconds"] > 0 else ")")
-                  + (f"; {result['bits_per_dim']:.4f} bits/dim" if "bits_per_dim" in result else ""))
-            if args.fid:
-                print(f"{sampler} samples: FID {result['fid']:.3f}, precision {result['precision']:.3f}, recall "
-                      f"{result['recall']:.3f} ({result['feature_network']})")
+
+            def report(result: dict) -> None:  # printed before evaluation.json is written: never lost
+                print(json.dumps(result, indent=1))
+                print(f"{args.split} log-likelihood (K={args.k}, n={result['n']}): {result['log_likelihood']:.4f} "
+                      f"± {result['standard_error']:.4f} nats ({result['seconds']:.1f} s"
+                      + (f", {result['n'] / result['seconds']:.1f} data points/s)" if result["seconds"] > 0 else ")")
+                      + (f"; {result['bits_per_dim']:.4f} bits/dim" if "bits_per_dim" in result else ""), flush=True)
+                if args.fid:
+                    print(f"{sampler} samples: FID {result['fid']:.3f}, precision {result['precision']:.3f}, recall "
+                          f"{result['recall']:.3f} ({result['feature_network']})", flush=True)
+
+            evaluate(args.run_dir, args.k, args.split, args.batch_size, args.sample_chunk, args.device, args.seed,
+                     args.limit, fid=args.fid, sampler=sampler, sampler_options=options, fid_samples=args.fid_samples,
+                     progress=args.progress, report=report)
         elif args.command == "train-classifier":
             from blackbox_vae.cli.commands import train_classifier
 
@@ -270,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
             sampler, options = _sampler_choice(args)
             print(f"wrote {sample(args.run_dir, args.n, args.out, args.device, args.seed, sampler, options, args.temperature, args.bn_passes)}")
-    except (ConfigError, CheckpointError, DataFileError, TrainingError) as error:
+    except (ConfigError, CheckpointError, DataFileError, TrainingError, RunFileError) as error:
         print(f"blackbox-vae {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -10,13 +10,14 @@ Files of the first format (no digest) still load.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint"]
+from blackbox_vae.cli.files import write_bytes_of
+
+__all__ = ["CheckpointError", "CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint", "check_against_run_config"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = 2
@@ -53,18 +54,46 @@ def content_digest(value: Any) -> str:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Writes ``state`` with the digest of its contents, atomically (a crash mid-write leaves the previous
-    checkpoint intact).
+    """Writes ``state`` with the digest of its contents, atomically (a crash, a full disk or a read-only
+    directory mid-write leaves the previous checkpoint intact).
 
     Args:
         path: the checkpoint file.
         state: a dict of tensors, numbers, strings, lists and dicts (what ``weights_only`` loading accepts).
+
+    Raises:
+        RunFileError: naming the file and the cause when it cannot be written (its temporary file removed).
     """
     path = Path(path)
     state = {"format": _FORMAT, **state}
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: writers never share it
-    torch.save({**state, "sha256": content_digest(state)}, temporary)
-    os.replace(temporary, path)
+    write_bytes_of(path, lambda buffer: torch.save({**state, "sha256": content_digest(state)}, buffer))
+
+
+def check_against_run_config(path: Path, saved_config: dict[str, Any], may_differ: tuple[str, ...] = ()) -> None:
+    """Refuses a checkpoint whose config disagrees with the ``config.json`` beside it (a checkpoint of another
+    run dropped into the directory would otherwise train or be scored beside the run's stale files).
+
+    Raises:
+        CheckpointError: naming the settings that differ; nothing is checked without a readable config.json.
+    """
+    import json
+
+    config_path = Path(path).with_name("config.json")
+    try:
+        recorded = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(recorded, dict) or not isinstance(saved_config, dict):
+        return
+    ignored = set(may_differ) | {"out", "device"}
+    differing = [name for name in recorded if name in saved_config and name not in ignored
+                 and recorded[name] != saved_config[name]]
+    if differing:
+        details = ", ".join(f"{n}: {recorded[n]!r} in config.json, {saved_config[n]!r} in the checkpoint"
+                            for n in differing[:4])
+        raise CheckpointError(f"{path} is not the checkpoint of the run {config_path} describes ({details}); it "
+                              "may have been copied in from another run. Put it back in its own directory, or "
+                              "train this one again.")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from blackbox_vae.cli.checkpoint import CHECKPOINT_NAME, CheckpointError, check_against_run_config, load_checkpoint
 from blackbox_vae.cli.config import ConfigError, TrainConfig
+from blackbox_vae.cli.files import RunFileError, remove_stale_temporaries, write_text
 from blackbox_vae.cli.plots import save_image_grids, save_scatter
 from blackbox_vae.cli.training import Run, build_run, resolve_device
 from blackbox_vae.evaluation import log_likelihood_bound
@@ -24,6 +26,9 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Run, dict[str, Any]]:
     run_dir = Path(run_dir)
     resolve_device(device)  # a clear error before any work if the device is not there
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
+    from blackbox_vae.cli.config import RESUME_MAY_CHANGE
+
+    check_against_run_config(run_dir / CHECKPOINT_NAME, state["config"], RESUME_MAY_CHANGE)
     config = TrainConfig.from_saved(state["config"], f"{run_dir / CHECKPOINT_NAME} (its config)")
     config.device = device
     run = build_run(config)
@@ -77,7 +82,8 @@ def fitted_sampler(run: Run, name: str = "prior", options: dict[str, Any] | None
 def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int = 100,
              sample_chunk: int | None = None, device: str = "cpu", seed: int = 0, limit: int | None = None,
              fid: bool = False, sampler: str = "prior", sampler_options: dict[str, Any] | None = None,
-             fid_samples: int | None = None, progress: bool | None = False) -> dict[str, Any]:
+             fid_samples: int | None = None, progress: bool | None = False,
+             report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The K-sample importance-weighted bound of log p(x) on a split, with the trained inference network,
     and optionally the quality of generated samples (FID, precision, recall) against the split.
 
@@ -99,18 +105,24 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
         sampler_options: keyword options for that sampler.
         sample_chunk: samples per chunk (default: `log_likelihood_bound`'s, sized for the cache).
         progress: show a tqdm progress bar in data points, with its rate (None: when stderr is a terminal).
+        report: called with the result before it is recorded (the command line prints it there, so that a
+            result that cannot be recorded, in a read-only or vanished directory, is not lost).
 
     The entry also records ``seconds``, the bound's wall time.
 
     Raises:
         ConfigError: for a data set without a feature network, or a sampler that does not fit.
         CheckpointError: for a missing or damaged checkpoint.
+        RunFileError: when ``evaluation.json`` cannot be written; its ``result`` attribute holds the result.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"evaluate: `limit` must be a positive integer or None; got {limit!r}.")
     entries = _read_evaluations(Path(run_dir) / "evaluation.json")  # a damaged file stops us before the work
     run, state = load_run(run_dir, device)
     data = run.dataset.split(split)
+    if limit is not None and limit >= len(data) and limit != len(data):
+        print(f"note: --limit {limit} is more than the {len(data)} data points of the {split} split; evaluating "
+              f"all {len(data)}.", file=sys.stderr)
     if limit is not None and limit < len(data):
         rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:limit].sort().values
         data = data[rows]
@@ -134,10 +146,18 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
         result["bits_per_dim"] = -result["log_likelihood"] / (run.dataset.data_dim * math.log(2))
     if fid:
         result.update(_sample_quality(run, data, sampler, sampler_options, fid_samples or len(data), seed))
+    if report is not None:
+        report(result)
     path = Path(run_dir) / "evaluation.json"
     key = (split, k, len(bounds), result.get("sampler"))
     entries = [e for e in entries if (e.get("split"), e.get("k"), e.get("n"), e.get("sampler")) != key] + [result]
-    path.write_text(json.dumps(entries, indent=1) + "\n")
+    remove_stale_temporaries(run_dir)
+    try:
+        write_text(path, json.dumps(entries, indent=1) + "\n")
+    except RunFileError as error:
+        failure = RunFileError(f"the result is not recorded: {error}")
+        failure.result = result
+        raise failure from error
     return result
 
 
@@ -224,6 +244,11 @@ def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "c
     out = Path(out) if out is not None else Path(run_dir) / default_name
     if out.is_dir():
         raise ConfigError(f"`--out` {out} is a directory; give the PNG's file name (e.g. {out / default_name}).")
+    if not out.suffix:  # the file written is the one named in the report
+        out = out.with_name(out.name + ".png")
+    elif out.suffix.lower()[1:] not in _IMAGE_FORMATS:
+        raise ConfigError(f"`--out` {out}: {out.suffix} is not an image format matplotlib writes; use .png (or "
+                          f"{', '.join('.' + f for f in _IMAGE_FORMATS if f != 'png')}).")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -268,6 +293,10 @@ def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "c
     return out
 
 
+#: The suffixes `sample` writes (matplotlib's formats without extra dependencies).
+_IMAGE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
 def _original_units(dataset):
     """Maps rows ``[n, D]`` of a standardized data set back to its units (others unchanged)."""
     if dataset.standardization is None:
@@ -277,6 +306,10 @@ def _original_units(dataset):
 
 
 def _write_csv(rows: torch.Tensor, path: Path) -> None:
+    import io
+
     import numpy as np
 
-    np.savetxt(path, rows.numpy(), delimiter=",", fmt="%.6g")
+    text = io.StringIO()
+    np.savetxt(text, rows.numpy(), delimiter=",", fmt="%.6g")
+    write_text(path, text.getvalue())

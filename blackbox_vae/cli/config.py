@@ -520,8 +520,13 @@ _NEEDS_DATA_DIR = {"mnist": "the directory with MNIST's four IDX files",
 
 
 def _name(setting: str) -> str:
-    """A setting as the user wrote it: its config key and its flag."""
-    return f"`{setting}` (--{setting.replace('_', '-')})"
+    """A setting as the user wrote it: its config key and its flag (the field's own, e.g. ``--arch`` for
+    ``architecture``; the estimators' options have flags of the loss registry's, named after the field)."""
+    declared = TrainConfig.__dataclass_fields__.get(setting)
+    flag = (declared.metadata.get("flag") if declared is not None else None) or "--" + setting.replace("_", "-")
+    if declared is not None and declared.metadata["argparse"].get("action") == "append":  # one entry per flag
+        flag = f"{flag} {declared.metadata['argparse']['metavar']}"
+    return f"`{setting}` ({flag})"
 
 
 def _number(setting: str, value: Any) -> float:

@@ -17,6 +17,21 @@ from torch import Tensor  # noqa: E402
 __all__ = ["plot_loss_curve", "image_grid", "save_image_grids", "save_scatter"]
 
 
+def save_figure(figure, path: Path) -> None:
+    """Writes a figure whole or not at all (`write_atomically`), in the format of ``path``'s suffix, and closes it.
+
+    Raises:
+        RunFileError: naming the path and the cause (no space left on the device, a read-only directory, ...).
+    """
+    from blackbox_vae.cli.files import write_atomically
+
+    path = Path(path)
+    try:
+        write_atomically(path, lambda handle: figure.savefig(handle, format=path.suffix[1:] or "png", dpi=120))
+    finally:
+        plt.close(figure)
+
+
 def plot_loss_curve(history: Sequence[float], metrics: list[dict], path: Path, title: str) -> None:
     """The training objective per step (and its moving average) and the validation bound, in nats."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
@@ -35,8 +50,7 @@ def plot_loss_curve(history: Sequence[float], metrics: list[dict], path: Path, t
     axis.set(xlabel="step", ylabel="bound (nats, higher is better)", title=title)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def image_grid(images: Tensor, image_shape: Sequence[int], columns: Optional[int] = None) -> Tensor:
@@ -75,8 +89,7 @@ def save_image_grids(panels: list[tuple[str, Tensor]], image_shape: Sequence[int
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def save_scatter(panels: list[tuple[str, Tensor]], path: Path) -> None:
@@ -87,5 +100,4 @@ def save_scatter(panels: list[tuple[str, Tensor]], path: Path) -> None:
     axis.set(aspect="equal", title="samples")
     axis.legend(markerscale=4)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)

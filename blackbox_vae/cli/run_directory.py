@@ -21,8 +21,9 @@ from pathlib import Path
 from types import TracebackType
 
 from blackbox_vae.cli.config import ConfigError
+from blackbox_vae.cli.files import RunFileError, describe_os_error
 
-__all__ = ["RunLock", "RUN_FILES", "check_run_directory", "clear_old_run"]
+__all__ = ["RunLock", "RUN_FILES", "check_run_directory", "clear_old_run", "raise_if_in_use"]
 
 LOCK_NAME = ".lock"
 #: The files a run consists of: what --overwrite deletes.
@@ -61,6 +62,7 @@ class RunLock:
 
     Raises:
         ConfigError: on entering, if another live process holds the lock.
+        RunFileError: on entering, if the lock file cannot be written (a read-only or full file system).
     """
 
     def __init__(self, directory: Path):
@@ -76,8 +78,15 @@ class RunLock:
             except FileExistsError:
                 self._take_over_if_stale()  # raises if the holder runs
                 continue
-            with os.fdopen(descriptor, "w") as handle:
-                json.dump(owner, handle)
+            except OSError as error:  # a read-only or vanished directory
+                raise RunFileError(f"cannot lock {self.path.parent} for writing (creating {self.path}): "
+                                   f"{describe_os_error(error)}.") from error
+            try:
+                with os.fdopen(descriptor, "w") as handle:
+                    json.dump(owner, handle)
+            except OSError as error:  # a full disk
+                self.path.unlink(missing_ok=True)
+                raise RunFileError(f"cannot write {self.path}: {describe_os_error(error)}.") from error
             return self
         raise ConfigError(f"cannot lock {self.path.parent}: other processes keep taking its lock ({self.path}).")
 
@@ -113,6 +122,21 @@ class RunLock:
             pass
 
 
+def raise_if_in_use(directory: Path) -> None:
+    """Raises `ConfigError` when a live process on this host holds ``directory``'s lock (a run is training
+    there: its first checkpoint may not exist yet); does nothing otherwise."""
+    path = Path(directory) / LOCK_NAME
+    try:
+        holder = json.loads(path.read_text())
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if host == socket.gethostname() and pid != os.getpid() and _alive(pid, holder.get("start_time")):
+        raise ConfigError(f"{directory} is in use: `blackbox-vae train` (process {pid}, started "
+                          f"{holder.get('started', '?')}) is writing to it and has not written its first checkpoint "
+                          "yet. Wait for it, or train into another --out.")
+
+
 def _run_files(directory: Path) -> list[str]:
     """The run files present (`RUN_FILES`, and the grids of post-hoc samplers, ``samples-*.png``)."""
     present = [name for name in RUN_FILES if (Path(directory) / name).exists()]
@@ -141,7 +165,8 @@ def clear_old_run(directory: Path) -> None:
     existing = _run_files(directory)
     for name in existing:
         (directory / name).unlink()
-    for leftover in directory.glob("checkpoint.pt.*.tmp"):
-        leftover.unlink()
+    for leftover in directory.glob("*.tmp"):
+        if leftover.name.split(".")[0] in {name.split(".")[0] for name in RUN_FILES}:
+            leftover.unlink()
     if existing:
         print(f"note: --overwrite deleted the old run's files in {directory}: {', '.join(existing)}", file=sys.stderr)

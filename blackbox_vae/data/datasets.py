@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -134,6 +135,8 @@ def load_mnist_idx(data_dir: Path, what: str = "MNIST") -> dict[str, tuple[np.nd
         labels_path = find_file(data_dir, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"],
                                 f"{what} {split} labels")
         images, labels = read_idx(images_path), read_idx(labels_path)
+        for path, array, kind in ((images_path, images, "images"), (labels_path, labels, "labels")):
+            _check_published(path, array, what, f"{split} {kind}")
         if images.ndim != 3 or images.dtype != np.uint8:
             raise DataFileError(f"{images_path}: expected uint8 images [N, rows, cols]; got {images.dtype} "
                                 f"{images.shape}.")
@@ -141,6 +144,28 @@ def load_mnist_idx(data_dir: Path, what: str = "MNIST") -> dict[str, tuple[np.nd
             raise DataFileError(f"{labels_path}: expected {len(images)} labels; got shape {labels.shape}.")
         splits[split] = (images, labels)
     return splits
+
+
+def _check_published(path: Path, array: np.ndarray, what: str, kind: str) -> None:
+    """Refuses a file that holds another published data set (MNIST's and Fashion-MNIST's files share their
+    names); notes one that matches no published file (a modified copy trains as given).
+
+    Raises:
+        DataFileError: naming the file, the data set it holds and the ``--data`` that loads it.
+    """
+    from blackbox_vae.data.checksums import identify
+
+    found = identify(array)
+    if found is None:
+        if what in ("MNIST", "Fashion-MNIST"):
+            print(f"note: {path} is not the published {what} {kind} (its checksum matches no published file); "
+                  "training on it as given.", file=sys.stderr)
+        return
+    data_set, file_kind = found
+    if data_set != what or file_kind != kind:
+        flag = {"MNIST": "mnist", "Fashion-MNIST": "fashion-mnist"}[data_set]
+        raise DataFileError(f"{path} holds {data_set}'s {file_kind} (by its checksum), not {what}'s {kind}: pass "
+                            f"--data {flag} for these files, or point --data-dir at {what}'s.")
 
 
 def load_binarized_mnist(path: Path) -> dict[str, np.ndarray]:

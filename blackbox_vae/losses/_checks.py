@@ -70,6 +70,10 @@ def check_log_prob(log_prob: object, batch: int, n_samples: int, where: str) -> 
     return log_prob
 
 
+class NonFiniteError(ValueError):
+    """A model returned a NaN or infinite log-probability (a diverging run, or log(0) in the model)."""
+
+
 def check_finite(log_prob: Tensor, where: str) -> None:
     """Raises naming the first NaN or infinite entry of ``log_prob [batch, n_samples]``.
 
@@ -86,7 +90,7 @@ def check_finite(log_prob: Tensor, where: str) -> None:
         return
     index = (~finite).nonzero()[0]
     value = log_prob[tuple(index)].item()
-    raise ValueError(
+    raise NonFiniteError(
         f"`{where}` returned a non-finite log-probability {value} at [batch {index[0].item()}, sample "
         f"{index[1].item()}]; expected finite values. Check the model for log(0) or overflow and compute "
         "in log-space (logsumexp, log_softmax, logits)."

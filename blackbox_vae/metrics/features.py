@@ -148,9 +148,10 @@ def train_feature_network(data: str, train_images: Tensor, train_labels: Tensor,
                               seconds=round(time.perf_counter() - started, 1))
     path = feature_network_path(data, seed, directory)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save({"info": json.dumps(asdict(info)), "state_dict": network.state_dict()}, temporary)
-    os.replace(temporary, path)
+    from blackbox_vae.cli.files import write_bytes_of  # whole or not at all; one line on a full disk
+
+    write_bytes_of(path, lambda buffer: torch.save({"info": json.dumps(asdict(info)),
+                                                    "state_dict": network.state_dict()}, buffer))
     return network, info
 
 

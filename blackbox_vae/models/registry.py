@@ -82,6 +82,7 @@ def build_models(model: str, data_dim: int, likelihood: str = "bernoulli", layer
 def _build_nvae(data_dim: int, likelihood: str, image_shape: Optional[Sequence[int]],
                 architecture: Optional[Mapping[str, Any]]) -> tuple[InfNet, GenModel]:
     from blackbox_vae.models.nvae import NVAEArchitecture, NVAEGenModel, NVAEInfNet
+    from blackbox_vae.models.nvae.architecture import field_name
 
     if image_shape is None:
         side = round(data_dim ** 0.5)
@@ -95,8 +96,8 @@ def _build_nvae(data_dim: int, likelihood: str, image_shape: Optional[Sequence[i
     if likelihood != expected:
         fix = ("binarized images (binarization static or dynamic)" if expected == "bernoulli"
                else "8-bit images (binarization none)")
-        raise ValueError(f"build_models: `architecture.likelihood` {arch.likelihood!r} needs {fix}; the data are "
-                         f"{likelihood}. Set `architecture.likelihood` to "
+        raise ValueError(f"build_models: {field_name('likelihood')} {arch.likelihood!r} needs {fix}; the data are "
+                         f"{likelihood}. Set it to "
                          f"{'logistic-mixture' if likelihood == '8-bit' else 'bernoulli'}, or change the binarization.")
     gen_model = NVAEGenModel(image_shape, arch)
     return NVAEInfNet(gen_model), gen_model

@@ -88,6 +88,10 @@ def build_sampler(name: str, gen_model, inf_net=None, **options) -> Sampler:
         raise ValueError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLERS)}.")
     keywords = {key: options.pop(key) for key in ("codes", "decode", "seed") if key in options}
     for option, value in options.items():
+        if option not in SAMPLER_OPTIONS:
+            raise ValueError(f"build_sampler: unknown option {option!r}; the options are codes, decode, seed and "
+                             f"{', '.join(SAMPLER_OPTIONS)} (the classes, e.g. {SAMPLERS[name].__name__}, take "
+                             "their own keyword arguments).")
         takers, keyword = SAMPLER_OPTIONS[option]
         if name not in takers:
             raise ValueError(f"--{option.replace('_', '-')} is an option of the {' and '.join(takers)} sampler"

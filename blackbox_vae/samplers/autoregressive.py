@@ -41,6 +41,7 @@ class AutoregressiveSampler(Sampler):
     """
 
     code_kinds = ("binary", "one-hot")
+    density_settings = ("hidden",)
 
     def __init__(self, gen_model: GenModel, inf_net: Optional[InfNet] = None, hidden: Optional[Sequence[int]] = None,
                  epochs: int = 200, batch_size: int = 256, lr: float = 1e-3, patience: int = 10, **options: Any):

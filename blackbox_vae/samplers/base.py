@@ -75,6 +75,9 @@ class Sampler(nn.Module, metaclass=abc.ABCMeta):
     needs_fit: ClassVar[bool] = True
     #: The kinds of code (`blackbox_vae.samplers.codes.code_kind`) the sampler's density can model.
     code_kinds: ClassVar[tuple[str, ...]] = ("real", "binary", "one-hot")
+    #: The settings that shape the density sampled (saved in ``state_dict()``: a state loads only into a
+    #: sampler of the same settings). How a fit searches (epochs, learning rate, seed) is not among them.
+    density_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, gen_model: GenModel, inf_net: Optional[InfNet] = None, *, codes: CodeChoice = "auto",
                  decode: DecodeChoice = "mean", image_shape: Optional[Sequence[int]] = None, seed: int = 0):
@@ -219,10 +222,17 @@ class Sampler(nn.Module, metaclass=abc.ABCMeta):
         write_images(samples, directory, self.image_shape)
 
     # -------------------------------------------------------------------- saving and restoring
+    def settings(self) -> dict[str, Any]:
+        """The sampler's class and the settings that shape its density (`density_settings`); how codes are
+        decoded is not one (a fitted density may be decoded either way)."""
+        values = {name: getattr(self, name) for name in self.density_settings}
+        return {"sampler": type(self).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
+
     def get_extra_state(self) -> dict[str, Any]:
-        """The codes' layout and the data shape (the fitted density is in parameters and buffers)."""
+        """The codes' layout, the data shape and the `settings` (the fitted density is in parameters and buffers)."""
         return {"layout": self.layout.to_dict() if self.layout is not None else None,
-                "data_shape": list(self.data_shape) if self.data_shape is not None else None}
+                "data_shape": list(self.data_shape) if self.data_shape is not None else None,
+                "settings": self.settings()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restores what `get_extra_state` saved."""
@@ -233,6 +243,8 @@ class Sampler(nn.Module, metaclass=abc.ABCMeta):
         # A fitted density's parameters are sized by the codes (known at fit time): rebuild them from the
         # saved layout, and resize buffers to the saved ones, before the values are loaded.
         extra = state_dict.get(prefix + "_extra_state")
+        if extra is not None and "settings" in extra:  # states saved before settings were recorded have none
+            self._check_settings(extra["settings"])
         if extra is not None and extra.get("layout") is not None:
             self._build(CodeLayout.from_dict(extra["layout"]))
         for name, buffer in self._buffers.items():
@@ -240,6 +252,15 @@ class Sampler(nn.Module, metaclass=abc.ABCMeta):
             if buffer is not None and saved is not None and saved.shape != buffer.shape:
                 self._buffers[name] = torch.empty_like(saved, device=buffer.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _check_settings(self, saved: dict[str, Any]) -> None:
+        """Raises ValueError naming the first setting in which the saved state's sampler differs from this one."""
+        current = self.settings()
+        for name in {**saved, **current}:
+            if saved.get(name) != current.get(name):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: the state is of a sampler with "
+                                 f"{name}={saved.get(name)!r}; this one has {name}={current.get(name)!r}. Build the "
+                                 f"sampler with the saved settings ({saved}) to load it.")
 
     def _build(self, layout: CodeLayout) -> None:
         """Creates the density's modules for codes of this layout (samplers with learned networks)."""

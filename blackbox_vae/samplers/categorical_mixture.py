@@ -41,6 +41,7 @@ class BernoulliMixtureSampler(Sampler):
     """
 
     code_kinds = ("binary", "one-hot")
+    density_settings = ("n_components",)
 
     def __init__(self, gen_model: GenModel, inf_net: Optional[InfNet] = None, n_components: int = 10,
                  max_iter: int = 200, tolerance: float = 1e-5, smoothing: float = 1e-3, **options: Any):

@@ -45,6 +45,7 @@ class FlowSampler(Sampler):
     """
 
     code_kinds = ("real",)
+    density_settings = ("flow", "n_transforms", "hidden")
 
     def __init__(self, gen_model: GenModel, inf_net: Optional[InfNet] = None, flow: Literal["maf", "iaf"] = "maf",
                  n_transforms: int = 5, hidden: Optional[Sequence[int]] = None, epochs: int = 300, batch_size: int = 256,

@@ -37,6 +37,7 @@ class GaussianMixtureSampler(Sampler):
     """
 
     code_kinds = ("real", "binary", "one-hot")
+    density_settings = ("n_components", "covariance_type")
 
     def __init__(self, gen_model: GenModel, inf_net: Optional[InfNet] = None, n_components: int = 10,
                  covariance_type: CovarianceType = "full", max_iter: int = 200, **options: Any):

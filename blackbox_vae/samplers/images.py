@@ -39,12 +39,16 @@ def write_images(samples: Tensor, directory: Path, image_shape: Optional[Sequenc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from blackbox_vae.cli.files import write_atomically
     from blackbox_vae.cli.plots import image_grid
 
     shape = infer_image_shape(samples.shape[1:], image_shape)
     directory.mkdir(parents=True, exist_ok=True)
     images = samples.detach().cpu().float().clamp(0, 1).reshape(-1, *shape)
+    def write(path: Path, array) -> None:  # whole or not at all, with one line naming the path on failure
+        write_atomically(path, lambda handle: plt.imsave(handle, array, format="png", cmap="gray_r", vmin=0.0,
+                                                         vmax=1.0))
+
     for index, image in enumerate(images):
-        plt.imsave(directory / f"{index:05d}.png", image.numpy(), cmap="gray_r", vmin=0.0, vmax=1.0)
-    plt.imsave(directory / "grid.png", image_grid(images.reshape(len(images), -1), shape).numpy(), cmap="gray_r",
-               vmin=0.0, vmax=1.0)
+        write(directory / f"{index:05d}.png", image.numpy())
+    write(directory / "grid.png", image_grid(images.reshape(len(images), -1), shape).numpy())

@@ -35,6 +35,8 @@ class MarkovChainSampler(Sampler):
 
     needs_fit = False
 
+    density_settings = ("n_steps", "start")
+
     def __init__(self, gen_model: GenModel, inf_net: InfNet, n_steps: int = 100,
                  start: Literal["noise", "data"] = "noise", **options: Any):
         if inf_net is None:

@@ -42,6 +42,7 @@ class TwoStageSampler(Sampler):
     """
 
     code_kinds = ("real",)
+    density_settings = ("hidden",)
 
     def __init__(self, gen_model: GenModel, inf_net: Optional[InfNet] = None, hidden: Sequence[int] = (256, 256),
                  epochs: int = 300, batch_size: int = 256, lr: float = 1e-3, patience: int = 20, **options: Any):

@@ -12,6 +12,11 @@ __all__ = ["NVAEArchitecture", "ArchitectureError", "LIKELIHOODS"]
 LIKELIHOODS = ("bernoulli", "logistic-mixture")
 
 
+def field_name(name: str) -> str:
+    """A field as a config file (``architecture.NAME``) and the command line (``--arch NAME=VALUE``) spell it."""
+    return f"`architecture.{name}` (--arch {name}=VALUE)"
+
+
 class ArchitectureError(ValueError):
     """An NVAE architecture setting is invalid; the message names the field (``architecture.FIELD``)."""
 
@@ -59,11 +64,11 @@ class NVAEArchitecture:
             value = getattr(self, spec.name)
             if spec.name == "likelihood":
                 if value not in LIKELIHOODS:
-                    raise ArchitectureError(f"`architecture.likelihood` must be one of {', '.join(LIKELIHOODS)}; "
+                    raise ArchitectureError(f"{field_name('likelihood')} must be one of {', '.join(LIKELIHOODS)}; "
                                             f"got {value!r}.")
             elif spec.name in ("adaptive_groups", "squeeze_excitation"):
                 if not isinstance(value, bool):
-                    raise ArchitectureError(f"`architecture.{spec.name}` must be true or false; got {value!r}.")
+                    raise ArchitectureError(f"{field_name(spec.name)} must be true or false; got {value!r}.")
             elif spec.name == "image_size" and value is None:
                 continue
             else:
@@ -72,9 +77,9 @@ class NVAEArchitecture:
                     what = "a positive integer" if minimum else "an integer >= 0"
                     hint = " (a model needs at least one latent group)" if spec.name in (
                         "groups_per_scale", "scales", "min_groups") else ""
-                    raise ArchitectureError(f"`architecture.{spec.name}` must be {what}{hint}; got {value!r}.")
+                    raise ArchitectureError(f"{field_name(spec.name)} must be {what}{hint}; got {value!r}.")
         if self.preprocess_blocks != self.postprocess_blocks:
-            raise ArchitectureError(f"`architecture.postprocess_blocks` ({self.postprocess_blocks}) must equal "
+            raise ArchitectureError(f"{field_name('postprocess_blocks')} ({self.postprocess_blocks}) must equal "
                                     f"`architecture.preprocess_blocks` ({self.preprocess_blocks}): the decoder "
                                     "up-samples back to the image size the encoder down-sampled from.")
         if image_shape is not None:
@@ -87,12 +92,12 @@ class NVAEArchitecture:
         if height != width:
             raise ArchitectureError(f"NVAE models square images; the data's images are {height}x{width}.")
         if size < height:
-            raise ArchitectureError(f"`architecture.image_size` ({size}) is smaller than the data's images "
+            raise ArchitectureError(f"{field_name('image_size')} ({size}) is smaller than the data's images "
                                     f"({height}x{width}); give at least {height} (images are padded, never cropped).")
         if size % self.reduction:
             fits = math.ceil(size / self.reduction) * self.reduction
             raise ArchitectureError(
-                f"`architecture.image_size` {size} cannot be divided by the {self.reduction}x down-sampling of "
+                f"{field_name('image_size')} {size} cannot be divided by the {self.reduction}x down-sampling of "
                 f"{self.preprocess_blocks} preprocessing block(s) and {self.scales} latent scale(s); pad the images "
                 f"to a multiple of {self.reduction} (e.g. `architecture.image_size: {fits}`), or use fewer blocks "
                 "or scales.")
