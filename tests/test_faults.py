@@ -333,3 +333,26 @@ def test_files_of_another_published_set_are_refused_and_unknown_ones_noted(tmp_p
     with pytest.raises(Exception, match="holds Fashion-MNIST's train images .* not MNIST's train images"):
         load_dataset("mnist", tmp_path, "static")
     load_dataset("fashion-mnist", tmp_path, "static")  # the set it is: accepted
+
+
+@pytest.mark.parametrize("flags", [
+    ["--model", "nvae", "--data", "digits", "--arch", "encoder_channels=100000", "--arch", "image_size=8",
+     "--arch", "scales=1", "--arch", "preprocess_blocks=1", "--arch", "postprocess_blocks=1"],
+    ["--model", "nvae", "--data", "digits", "--arch", "groups_per_scale=100000"],
+    ["--data", "digits", "--layers", "100000", "--hidden", "1000000"],
+], ids=["nvae-channels", "nvae-groups", "sbn-widths"])
+def test_sizes_that_cannot_fit_in_memory_are_refused_up_front(tmp_path, capsys, flags):
+    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "parameters: training needs at least" in err and "GiB free" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_sample_refuses_a_count_that_cannot_fit_and_says_what_it_fits(tmp_path, capsys):
+    assert train(tmp_path) == 0
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path), "-n", "100000000000"]) == 2
+    assert "so lower -n" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path), "-n", "4", "--sampler", "bernoulli-mixture"]) == 0
+    err = capsys.readouterr().err
+    assert "fitting --sampler bernoulli-mixture to the codes of" in err and "fitted --sampler" in err

@@ -72,10 +72,15 @@ def fitted_sampler(run: Run, name: str = "prior", options: dict[str, Any] | None
         data = run.dataset.train[:fit_size or len(run.dataset.train)]  # a tensor (a memory-mapped split is read)
         if run.dataset.binarization == "dynamic":  # the codes of binary images, as in training
             data = torch.bernoulli(data, generator=torch.Generator().manual_seed(0))
+        started = time.perf_counter()  # a fit can take minutes (NVAE's codes): say what runs, and when it is done
+        if sampler.needs_fit:
+            print(f"fitting --sampler {name} to the codes of {len(data)} training rows ...", file=sys.stderr, flush=True)
         try:
             sampler.fit(data.to(run.device))
         except ValueError as error:
             raise ConfigError(f"--sampler {name}: {error}") from error
+        if sampler.needs_fit:
+            print(f"fitted --sampler {name} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return sampler
 
 
@@ -254,6 +259,7 @@ def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "c
     except OSError as error:
         raise ConfigError(f"`--out` {out}: cannot create its folder ({error}).") from error
     run, _ = load_run(run_dir, device)
+    _check_sample_size(n, run)
     tempered = temperature is not None or bn_passes is not None
     if tempered:
         _check_tempered(run, sampler, temperature)
@@ -291,6 +297,18 @@ def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "c
     save_image_grids([(f"generated ({sampler}, {decoded})", generated), ("test images", test),
                       ("reconstructions", reconstructions)], run.dataset.image_shape, out)
     return out
+
+
+def _check_sample_size(n: int, run: Run) -> None:
+    """Refuses ``-n`` whose images (generated, test rows and reconstructions, float32) cannot fit in memory."""
+    from blackbox_vae.models.size import available_memory
+
+    needed = 3 * max(n, 1000) * run.dataset.data_dim * 4
+    free = available_memory(run.device)
+    if free is not None and needed > free:
+        raise ConfigError(f"-n {n}: the samples, test images and reconstructions need about {needed / 2**30:,.1f} GiB "
+                          f"and {run.device} has {free / 2**30:,.1f} GiB free; a grid shows a few hundred at most, "
+                          "so lower -n.")
 
 
 #: The suffixes `sample` writes (matplotlib's formats without extra dependencies).

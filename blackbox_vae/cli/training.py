@@ -93,6 +93,7 @@ def build_run(config: TrainConfig, device: torch.device | None = None, dataset: 
         except ModelFactoryError as error:
             raise ConfigError(str(error)) from error
     else:
+        _check_model_size(config, dataset, device)
         try:
             inf_net, gen_model = build_models(config.model, dataset.data_dim, dataset.likelihood, config.layers,
                                               config.hidden, config.n_classes or 10, image_shape=dataset.image_shape,
@@ -132,6 +133,26 @@ def build_run(config: TrainConfig, device: torch.device | None = None, dataset: 
 
         regularizer = SpectralRegularizer(loss).to(device)
     return Run(config, dataset, loss.to(device), device, regularizer)
+
+
+def _check_model_size(config: TrainConfig, dataset: Dataset, device: torch.device) -> None:
+    """Refuses, before any allocation, sizes whose parameters cannot fit in memory (`blackbox_vae.models.size`).
+
+    Raises:
+        ConfigError: with the estimate.
+    """
+    from blackbox_vae.models.size import check_model_fits, count_parameters
+
+    def build(architecture):
+        return build_models(config.model, dataset.data_dim, dataset.likelihood, config.layers, config.hidden,
+                            config.n_classes or 10, image_shape=dataset.image_shape,
+                            architecture=architecture if architecture is not None else config.architecture)
+
+    try:
+        n_parameters = count_parameters(config.model, build, config.architecture)
+        check_model_fits(n_parameters, device, f"--model {config.model} with these sizes (--layers, --hidden, --arch)")
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
 
 
 def _check_one_batch(config: TrainConfig, loss: Loss, batch: torch.Tensor) -> None:
