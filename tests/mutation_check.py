@@ -453,7 +453,7 @@ MUTANTS = [
            "blackbox_vae/models/size.py",
            "    if free is not None and needed > free:",
            "    if False:",
-           ("tests/test_faults.py -k cannot_fit_in_memory",)),
+           ("tests/test_faults.py -k refused_against_the_free_memory",)),
     Mutant("trainer: a resumed run does not restore the batch stream",
            "blackbox_vae/trainer.py",
            "        stream.load_state_dict(state[\"stream\"])\n",
@@ -495,6 +495,8 @@ def run(mutant: Mutant) -> tuple[list[str], float, str]:
                                         *_targets(test)], cwd=copy, env=env, capture_output=True, text=True)
             output += completed.stdout[-1500:]
             failed += re.findall(r"^FAILED (\S+)", completed.stdout, flags=re.M)
+            if completed.returncode < 0:  # pytest itself killed (say, out of memory): the mutant broke the run
+                failed.append(f"{test} (pytest killed by signal {-completed.returncode})")
     return failed, time.perf_counter() - started, output
 
 

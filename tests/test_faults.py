@@ -348,6 +348,20 @@ def test_sizes_that_cannot_fit_in_memory_are_refused_up_front(tmp_path, capsys, 
     assert not (tmp_path / "run").exists()
 
 
+def test_a_model_is_refused_against_the_free_memory_it_is_given(tmp_path, capsys, monkeypatch):
+    """The refusal compares with the memory free now: a small model, on a machine said to have 1 KiB free.
+
+    (The huge sizes above would be allocated, and the test process killed, if the check were gone.)
+    """
+    from blackbox_vae.models import size
+
+    monkeypatch.setattr(size, "available_memory", lambda device: 1024)
+    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--data", "digits"]) == 2
+    assert "GiB free" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    monkeypatch.setattr(size, "available_memory", lambda device: None)  # unknown: trained
+    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--data", "digits"]) == 0
+
+
 def test_sample_refuses_a_count_that_cannot_fit_and_says_what_it_fits(tmp_path, capsys):
     assert train(tmp_path) == 0
     capsys.readouterr()
