@@ -78,8 +78,9 @@ class SnapshotCallback(Callback):
             panels.append(("validation images", valid))
         if reconstructions is not None:
             panels.append(("reconstructions", reconstructions))
-        folder = trainer.out / "snapshots"
-        folder.mkdir(exist_ok=True)
+        from blackbox_vae.cli.files import make_directory
+
+        folder = make_directory(trainer.out / "snapshots")
         save_image_grids(panels, trainer.image_shape, folder / f"step-{step:07d}.png")
 
 
@@ -101,24 +102,36 @@ class TensorBoardCallback(Callback):
                               "pip install 'blackbox_vae[tensorboard]' (or pip install tensorboard).") from error
         self.log_dir, self.writer = log_dir, None
 
+    def _folder(self, trainer: "Trainer") -> Path:
+        return Path(self.log_dir or trainer.out / "tensorboard")
+
     def _writer(self, trainer: "Trainer"):
         if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.log_dir or trainer.out / "tensorboard"))
+            self.writer = SummaryWriter(str(self._folder(trainer)))
         return self.writer
 
     def on_step(self, trainer: "Trainer", step: int) -> None:
         if step % trainer.settings.log_every and step != trainer.settings.steps:
             return
-        writer = self._writer(trainer)
-        writer.add_scalar("loss/objective", trainer.loss.loss_history_[-1], step)
-        writer.add_scalar("optimizer/learning_rate", trainer.optimizer.param_groups[0]["lr"], step)
-        squares = [p.grad.detach().float().pow(2).sum() for p in trainer.loss.parameters() if p.grad is not None]
-        if squares:  # the gradient of this step (the optimizer clears it at the next)
-            writer.add_scalar("optimizer/gradient_norm", math.sqrt(torch.stack(squares).sum().item()), step)
+        from blackbox_vae.cli.files import writing
+
+        with writing(self._folder(trainer)):  # a full disk: one line, as for the run's own files
+            writer = self._writer(trainer)
+            writer.add_scalar("loss/objective", trainer.loss.loss_history_[-1], step)
+            writer.add_scalar("optimizer/learning_rate", trainer.optimizer.param_groups[0]["lr"], step)
+            squares = [p.grad.detach().float().pow(2).sum() for p in trainer.loss.parameters() if p.grad is not None]
+            if squares:  # the gradient of this step (the optimizer clears it at the next)
+                writer.add_scalar("optimizer/gradient_norm", math.sqrt(torch.stack(squares).sum().item()), step)
 
     def on_evaluation(self, trainer: "Trainer", row: dict) -> None:
+        from blackbox_vae.cli.files import writing
+
+        with writing(self._folder(trainer)):
+            self._write_evaluation(trainer, row)
+
+    def _write_evaluation(self, trainer: "Trainer", row: dict) -> None:
         writer, step = self._writer(trainer), row["step"]
         if row["train_bound"] == row["train_bound"]:  # not NaN
             writer.add_scalar("bound/train", row["train_bound"], step)
@@ -139,5 +152,8 @@ class TensorBoardCallback(Callback):
 
     def on_fit_end(self, trainer: "Trainer") -> None:
         if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+            from blackbox_vae.cli.files import writing
+
+            writer, self.writer = self.writer, None
+            with writing(self._folder(trainer)):
+                writer.close()

@@ -204,6 +204,8 @@ class Trainer:
         self.loss, self.out = loss, Path(out)
         self.train_rows, dataset_valid, self.dynamic_binarization, self.dataset = _training_data(data)
         self.valid = valid if valid is not None else dataset_valid
+        _check_finite(self.train_rows, "data")
+        _check_finite(self.valid, "valid")
         self.optimizer_spec = optimizer
         self.callbacks = list(callbacks)
         self.progress = progress
@@ -538,6 +540,20 @@ def _training_data(data: Data) -> tuple[Any, Optional[Tensor], bool, Optional[Da
         return data, None, False, None
     raise TypeError(f"Trainer: `data` must be a tensor of rows, a blackbox_vae Dataset, a path, or a torch Dataset "
                     f"or DataLoader; got {type(data).__name__}.")
+
+
+def _check_finite(rows: Any, argument: str) -> None:
+    """Raises ValueError naming the first NaN or infinite value of tensor rows ``[N, ...]`` (row and column, from
+    1), which would otherwise surface steps later as non-finite logits of q. Other rows (memory-mapped files)
+    were checked when their files were read."""
+    if not isinstance(rows, Tensor) or not rows.is_floating_point():
+        return
+    flat = rows.reshape(len(rows), -1) if rows.dim() else rows.reshape(1, 1)
+    bad = ~torch.isfinite(flat)
+    if bad.any():
+        row, column = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"Trainer: `{argument}` row {row + 1}, column {column + 1} is {flat[row, column].item()}; "
+                         "every value must be finite (fill or drop rows with missing values first).")
 
 
 def raise_unless_resumable(saved: dict[str, Any], saved_now: dict[str, Any], path: Path,

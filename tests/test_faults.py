@@ -370,3 +370,95 @@ def test_sample_refuses_a_count_that_cannot_fit_and_says_what_it_fits(tmp_path, 
     assert main(["sample", str(tmp_path), "-n", "4", "--sampler", "bernoulli-mixture"]) == 0
     err = capsys.readouterr().err
     assert "fitting --sampler bernoulli-mixture to the codes of" in err and "fitted --sampler" in err
+
+
+@pytest.mark.parametrize("sampler, model", [("gmm", "gaussian"), ("bernoulli-mixture", "sbn"), ("flow", "gaussian")])
+def test_sampler_fits_and_sampling_report_progress_in_plain_lines_without_a_terminal(tmp_path, capsys, monkeypatch,
+                                                                                   sampler, model):
+    from blackbox_vae import progress
+
+    flags = ["-n", "4", "--sampler", sampler, *(["--fit-epochs", "3"] if sampler == "flow" else ["--components", "2"])]
+    """Without a terminal (capsys's stderr is none), a long fit prints a plain line every few seconds; here every
+    update, as if each took longer than PLAIN_LINE_SECONDS. One quicker than that prints nothing of the kind."""
+    assert train(tmp_path, "--data", "digits", "--model", model) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(progress, "PLAIN_LINE_SECONDS", 1e9)
+    assert main(["sample", str(tmp_path), *flags]) == 0
+    assert "s (" not in capsys.readouterr().err  # only the fit's start and end
+    monkeypatch.setattr(progress, "PLAIN_LINE_SECONDS", 0.0)
+    assert main(["sample", str(tmp_path), *flags]) == 0
+    err = capsys.readouterr().err
+    assert "Sampler: encoding: " in err and " points (" in err
+    unit = "epoch" if sampler == "flow" else "iteration"
+    assert f"Sampler: {'fitting' if sampler == 'flow' else 'EM'}: 1/" in err and f"{unit}s (" in err
+    assert "Sampler: sampling: " in err and "\r" not in err  # plain lines, not a redrawn bar
+
+
+def test_the_progress_of_em_is_the_same_fit_as_one_call(tmp_path):
+    """The GMM's EM, run one warm-started iteration per call for its progress bar, ends where scikit-learn's
+    single call with max_iter does."""
+    from sklearn.mixture import GaussianMixture
+
+    from blackbox_vae.samplers.gaussian_mixture import GaussianMixtureSampler
+
+    codes = torch.randn(600, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    codes[:200] += 3
+    sampler = GaussianMixtureSampler.__new__(GaussianMixtureSampler)
+    torch.nn.Module.__init__(sampler)
+    sampler.n_components, sampler.covariance_type, sampler.max_iter, sampler.seed = 3, "full", 100, 4
+    sampler.progress = False
+    for name in ("weights", "means", "scale_tril"):
+        sampler.register_buffer(name, torch.empty(0))
+    sampler._fit(codes)
+    reference = GaussianMixture(3, covariance_type="full", max_iter=100, random_state=4, reg_covar=1e-6)
+    reference.fit(codes.numpy())
+    assert torch.allclose(sampler.means, torch.as_tensor(reference.means_), rtol=0, atol=1e-10)
+    assert torch.allclose(sampler.weights, torch.as_tensor(reference.weights_), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("argument", ["data", "valid"])
+def test_non_finite_rows_given_to_the_trainer_are_named_before_training(tmp_path, argument):
+    """A NaN in tensor rows is named by row and column when the Trainer is built, not blamed on q's logits later."""
+    from blackbox_vae import ELBOLoss, Trainer
+    from blackbox_vae.models import GaussianMLPGenModel, GaussianMLPInfNet
+
+    rows = torch.randn(40, 3)
+    bad = rows.clone()
+    bad[17, 2] = float("nan")
+    loss = ELBOLoss(GaussianMLPInfNet(3, 2, [8]), GaussianMLPGenModel(2, 3, [8]), 1)
+    data, valid = (bad, rows[:10]) if argument == "data" else (rows, bad)
+    with pytest.raises(ValueError, match=f"`{argument}` row 18, column 3 is nan"):
+        Trainer(loss, data, tmp_path / "run", valid=valid)
+    Trainer(loss, rows, tmp_path / "run", valid=rows[:10])  # finite: accepted
+
+
+def test_a_snapshot_that_cannot_be_written_is_one_line_and_resume_equals_an_uninterrupted_run(
+        tmp_path, capsys, monkeypatch):
+    snapshots = ["--data", "digits", "--snapshot-every", "10"]
+    assert train(tmp_path / "whole", *snapshots) == 0
+    with monkeypatch.context() as patch:
+        FailingWrites(patch, "step-0000020", errno.ENOSPC)
+        assert train(tmp_path / "faulty", *snapshots) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"cannot write {tmp_path / 'faulty' / 'snapshots' / 'step-0000020.png'}: no space left" in err
+    no_temporaries(tmp_path / "faulty" / "snapshots")
+    saved = load_checkpoint(tmp_path / "faulty" / "checkpoint.pt")["step"]
+    assert f"(step {saved}) is kept" in err
+    if saved < 20:
+        assert train(tmp_path / "faulty", *snapshots, "--resume") == 0
+    same_state(tmp_path / "whole", tmp_path / "faulty")
+
+
+def test_a_tensorboard_write_that_fails_is_one_line(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", full_disk)
+    assert train(tmp_path, "--data", "digits", "--tensorboard", "true") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"cannot write {tmp_path / 'tensorboard'}: no space left on the device (ENOSPC)" in err

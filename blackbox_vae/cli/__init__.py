@@ -68,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default all)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--progress", type=_bool, help="show a progress bar with its rate (default: when attached "
-                          "to a terminal)")
+    evaluate.add_argument("--progress", type=_bool, help="show a progress bar with its rate (default: on a terminal; "
+                          "otherwise a line every 10 s)")
     evaluate.add_argument("--fid", action="store_true", help="also score generated samples against the split: FID, "
                           "precision and recall on the features of the data set's cached classifier")
     evaluate.add_argument("--fid-samples", type=_positive_int, help="samples scored (default: as many as data points)")

@@ -17,6 +17,7 @@ from blackbox_vae.cli.files import RunFileError, remove_stale_temporaries, write
 from blackbox_vae.cli.plots import save_image_grids, save_scatter
 from blackbox_vae.cli.training import Run, build_run, resolve_device
 from blackbox_vae.evaluation import log_likelihood_bound
+from blackbox_vae.progress import progress_bar
 
 __all__ = ["load_run", "evaluate", "sample", "fitted_sampler", "train_classifier"]
 
@@ -56,8 +57,11 @@ def _check_tempered(run: Run, sampler: str, temperature: float | None) -> None:
         raise ConfigError(f"--temperature must be a number >= 0 (0: every prior's mean); got {temperature!r}.")
 
 
-def fitted_sampler(run: Run, name: str = "prior", options: dict[str, Any] | None = None, fit_size: int | None = None):
+def fitted_sampler(run: Run, name: str = "prior", options: dict[str, Any] | None = None, fit_size: int | None = None,
+                   progress: bool | None = None):
     """The sampler ``name`` for a loaded run, fitted on its training split (binarized once if it is dynamic).
+
+    ``progress``: the fit's progress (None: a bar on a terminal, a line every few seconds otherwise).
 
     Raises:
         ConfigError: for an unknown sampler, an option it does not take, or codes it cannot model.
@@ -76,7 +80,7 @@ def fitted_sampler(run: Run, name: str = "prior", options: dict[str, Any] | None
         if sampler.needs_fit:
             print(f"fitting --sampler {name} to the codes of {len(data)} training rows ...", file=sys.stderr, flush=True)
         try:
-            sampler.fit(data.to(run.device))
+            sampler.fit(data.to(run.device), progress=progress)
         except ValueError as error:
             raise ConfigError(f"--sampler {name}: {error}") from error
         if sampler.needs_fit:
@@ -109,7 +113,8 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
         sampler: the sampler's name (see `blackbox_vae.samplers.build_sampler`).
         sampler_options: keyword options for that sampler.
         sample_chunk: samples per chunk (default: `log_likelihood_bound`'s, sized for the cache).
-        progress: show a tqdm progress bar in data points, with its rate (None: when stderr is a terminal).
+        progress: show a tqdm progress bar in data points, with its rate (None: on a terminal; otherwise a line
+            every few seconds). Also the sampler's fit and sampling under ``fid``.
         report: called with the result before it is recorded (the command line prints it there, so that a
             result that cannot be recorded, in a read-only or vanished directory, is not lost).
 
@@ -133,11 +138,8 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
         data = data[rows]
     data = data.to(run.device)
     torch.manual_seed(seed)
-    from tqdm.auto import tqdm
-
     started = time.perf_counter()
-    with tqdm(total=len(data), desc=f"{split} bound, K={k}", unit="point", dynamic_ncols=True,
-              disable=None if progress is None else not progress) as bar:
+    with progress_bar(len(data), f"{split} bound, K={k}", "point", progress) as bar:
         bounds = log_likelihood_bound(run.inf_net, run.gen_model, data, n_samples=k, batch_size=batch_size,
                                       sample_chunk=sample_chunk, progress=bar.update).double()
     seconds = time.perf_counter() - started
@@ -150,7 +152,8 @@ def evaluate(run_dir: Path, k: int = 5000, split: str = "test", batch_size: int 
     if run.dataset.image_shape is not None:  # per pixel and channel, in bits: the images' customary unit
         result["bits_per_dim"] = -result["log_likelihood"] / (run.dataset.data_dim * math.log(2))
     if fid:
-        result.update(_sample_quality(run, data, sampler, sampler_options, fid_samples or len(data), seed))
+        result.update(_sample_quality(run, data, sampler, sampler_options, fid_samples or len(data), seed,
+                                       progress))
     if report is not None:
         report(result)
     path = Path(run_dir) / "evaluation.json"
@@ -185,7 +188,7 @@ def _read_evaluations(path: Path) -> list[dict]:
 
 
 def _sample_quality(run: Run, real: torch.Tensor, sampler_name: str, options: dict[str, Any] | None, n: int,
-                    seed: int) -> dict[str, Any]:
+                    seed: int, progress: bool | None) -> dict[str, Any]:
     from blackbox_vae.metrics import FEATURE_DATA, load_feature_network, sample_quality
 
     if run.config.data not in FEATURE_DATA:
@@ -200,9 +203,9 @@ def _sample_quality(run: Run, real: torch.Tensor, sampler_name: str, options: di
         # Generated images of the kind the split holds: binary images x ~ p(x|z), unless --decode says otherwise
         # (means of p(x|z) against binary test images would differ from them however good the model).
         options.setdefault("decode", "sample")
-    sampler = fitted_sampler(run, sampler_name, options)
+    sampler = fitted_sampler(run, sampler_name, options, progress=progress)
     torch.manual_seed(seed)
-    generated = sampler.sample(n).reshape(n, -1)
+    generated = sampler.sample(n, progress=progress).reshape(n, -1)
     scores = sample_quality(real.reshape(len(real), -1), generated, network, info)
     return {"sampler": sampler_name, **options, **scores}
 
@@ -271,8 +274,13 @@ def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "c
         temperature = 1.0 if temperature is None else temperature
         if bn_passes:
             readjust_batch_norm(run.gen_model, bn_passes, batch_size=100, temperature=temperature)
-        with torch.no_grad():
-            generated = run.gen_model.likelihood_mean(run.gen_model.sample_latents(n, temperature))
+        with torch.no_grad(), progress_bar(n, f"sampling at temperature {temperature:g}", "sample", None) as bar:
+            chunks = []
+            for start in range(0, n, 500):
+                chunks.append(run.gen_model.likelihood_mean(run.gen_model.sample_latents(min(500, n - start),
+                                                                                         temperature)))
+                bar.update(len(chunks[-1]))
+            generated = torch.cat(chunks)
         test = run.dataset.test[:n].to(run.device)
         with torch.no_grad():
             reconstructions = run.gen_model.likelihood_mean(run.inf_net(test).sample(1))[:, 0]
@@ -282,13 +290,13 @@ def sample(run_dir: Path, n: int = 64, out: Path | None = None, device: str = "c
         return out
     original = _original_units(run.dataset)
     if run.dataset.image_shape is None:
-        generated = fitted.sample(max(n, 1000))
+        generated = fitted.sample(max(n, 1000), progress=None)
         save_scatter([("data (test)", original(run.dataset.test[:max(n, 1000)])),
                       (f"generated ({sampler})", original(generated))], out)
         if run.config.is_data_file:  # the samples themselves, in the data's own units
             _write_csv(original(generated[:n]).cpu(), out.with_suffix(".csv"))
         return out
-    generated = original(fitted.sample(n))
+    generated = original(fitted.sample(n, progress=None))
     test = run.dataset.test[:n].to(run.device)
     latents = run.inf_net(test).sample(1)  # leading [n, 1]
     reconstructions = original(run.gen_model.likelihood_mean(latents)[:, 0])

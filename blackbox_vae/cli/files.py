@@ -13,10 +13,12 @@ import errno
 import io
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Iterator, Union
 
-__all__ = ["RunFileError", "write_atomically", "write_text", "write_bytes_of", "describe_os_error", "remove_stale_temporaries"]
+__all__ = ["RunFileError", "write_atomically", "write_text", "write_bytes_of", "writing", "make_directory",
+           "describe_os_error", "remove_stale_temporaries"]
 
 #: The causes users meet, said plainly (others: the system's own message).
 _CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
@@ -78,6 +80,24 @@ def write_bytes_of(path: Union[str, Path], serialize: Callable[[io.BytesIO], Non
     buffer = io.BytesIO()
     serialize(buffer)
     write_atomically(path, lambda handle: handle.write(buffer.getbuffer()))
+
+
+@contextmanager
+def writing(path: Union[str, Path]) -> Iterator[None]:
+    """Turns an ``OSError`` raised inside into `RunFileError` naming ``path`` and the cause: for writers that
+    own their files (TensorBoard's event files) and for folders a run creates."""
+    try:
+        yield
+    except OSError as error:
+        raise RunFileError(f"cannot write {path}: {describe_os_error(error)}.") from error
+
+
+def make_directory(path: Union[str, Path]) -> Path:
+    """``path.mkdir(parents=True, exist_ok=True)``, failing as `RunFileError`."""
+    path = Path(path)
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def remove_stale_temporaries(directory: Union[str, Path]) -> list[Path]:

@@ -80,7 +80,8 @@ class AutoregressiveSampler(Sampler):
         self._build(self.layout)
         self.to(codes.device)
         self.fit_report_ = maximize(lambda batch: self.log_prob(batch).mean(), self.network, codes, epochs=self.epochs,
-                                    batch_size=self.batch_size, lr=self.lr, patience=self.patience)
+                                    batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+                                    progress=self.progress, desc="AutoregressiveSampler: fitting")
 
     def _sample_codes(self, n: int) -> Tensor:
         categories = torch.zeros(n, self.invalid.shape[1], dtype=torch.long, device=self.invalid.device)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents, map_latents
+from blackbox_vae.progress import progress_bar
 from blackbox_vae.samplers.codes import CodeLayout
 
 __all__ = ["Sampler", "NotFittedError"]
@@ -95,15 +96,18 @@ class Sampler(nn.Module, metaclass=abc.ABCMeta):
         self.codes, self.decode, self.seed = codes, decode, int(seed)
         self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.layout: Optional[CodeLayout] = None
+        self.progress: Optional[bool] = False  # of the current fit (see `fit`)
         self.data_shape: Optional[tuple[int, ...]] = None
 
     # ------------------------------------------------------------------------------ fitting
-    def fit(self, data: Tensor, batch_size: int = 256) -> "Sampler":
+    def fit(self, data: Tensor, batch_size: int = 256, progress: Optional[bool] = False) -> "Sampler":
         """Encodes ``data`` and fits the sampler's density to the codes.
 
         Args:
             data: ``[N, *data_shape]`` on the models' device, N >= 1.
             batch_size: data points encoded at a time.
+            progress: show the encoding's and the fit's progress (see `blackbox_vae.progress.progress_bar`;
+                None: a bar on a terminal, plain lines every few seconds otherwise).
 
         Returns:
             ``self``.
@@ -118,6 +122,7 @@ class Sampler(nn.Module, metaclass=abc.ABCMeta):
             raise ValueError(f"{name}.fit: `data` must be a tensor [N, *data_shape] with N >= 1; got {got}.")
         _positive_int(batch_size, "batch_size", f"{name}.fit")
         self.data_shape = tuple(data.shape[1:])
+        self.progress = progress  # read by the fits' loops
         codes = self.encode(data, batch_size)
         unsupported = self.layout.kinds - set(self.code_kinds)
         if unsupported:
@@ -141,8 +146,10 @@ class Sampler(nn.Module, metaclass=abc.ABCMeta):
         if self.inf_net is None:
             raise ValueError(f"{type(self).__name__}: encoding data needs `inf_net`; pass the trained InfNet.")
         chunks = []
-        with torch.no_grad():
+        with torch.no_grad(), progress_bar(data.shape[0], f"{type(self).__name__}: encoding", "point",
+                                           self.progress) as bar:
             for start in range(0, data.shape[0], batch_size):
+                bar.update(min(batch_size, data.shape[0] - start))
                 inf_net = self.inf_net(data[start:start + batch_size])
                 latents = map_latents(lambda t: t[:, 0], inf_net.sample(1))  # [batch, ...]
                 if self._use_mean(latents):
@@ -179,12 +186,13 @@ class Sampler(nn.Module, metaclass=abc.ABCMeta):
     # ----------------------------------------------------------------------------- sampling
     @torch.no_grad()
     def sample(self, num_samples: int = 1, batch_size: int = 500, output_dir: Optional[str | Path] = None,
-               return_gen: bool = True) -> Optional[Tensor]:
+               return_gen: bool = True, progress: Optional[bool] = False) -> Optional[Tensor]:
         """Draws ``num_samples`` latents and decodes them.
 
         Args:
             num_samples: how many, >= 1.
             batch_size: samples drawn and decoded at a time.
+            progress: show the sampling's progress (as in `fit`).
             output_dir: if given, writes one PNG per sample (``00000.png``, ...) and ``grid.png`` there.
             return_gen: return the decoded samples (else None).
 
@@ -201,8 +209,12 @@ class Sampler(nn.Module, metaclass=abc.ABCMeta):
         if self.needs_fit and not self.fitted:
             raise NotFittedError(f"{name} has not been fitted: call `{name}.fit(data)` (it encodes the data and fits "
                                  "the codes' density) before `sample`.")
-        samples = torch.cat([self._decode(self.sample_latents(min(batch_size, num_samples - start)))
-                             for start in range(0, num_samples, batch_size)])
+        chunks = []
+        with progress_bar(num_samples, f"{name}: sampling", "sample", progress) as bar:
+            for start in range(0, num_samples, batch_size):
+                chunks.append(self._decode(self.sample_latents(min(batch_size, num_samples - start))))
+                bar.update(chunks[-1].shape[0])
+        samples = torch.cat(chunks)
         if output_dir is not None:
             self._write_images(samples, Path(output_dir))
         return samples if return_gen else None

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
+from blackbox_vae.progress import progress_bar
 from blackbox_vae.samplers.base import Sampler, _positive_int
 
 __all__ = ["BernoulliMixtureSampler"]
@@ -74,6 +75,7 @@ class BernoulliMixtureSampler(Sampler):
                                  dtype=torch.float64, device=codes.device)
         previous = -float("inf")
         flat = indicators.reshape(n, -1)  # [N, V * width]
+        bar = progress_bar(self.max_iter, "BernoulliMixtureSampler: EM", "iteration", self.progress)
         for _ in range(self.max_iter):
             log_probs = torch.where(valid, probs.clamp_min(1e-300).log(), torch.zeros((), dtype=probs.dtype,
                                                                                       device=probs.device))
@@ -85,9 +87,12 @@ class BernoulliMixtureSampler(Sampler):
             log_weights = (mass / n).log()
             expected = torch.einsum("nc,nvk->cvk", responsibilities, indicators)  # [C, V, width]
             probs = (expected + self.smoothing) * valid / (mass[:, None, None] + self.smoothing * counts[:, None])
+            bar.update()
+            bar.set_postfix_str(f"mean log-likelihood {mean_log_likelihood:.4f}")
             if mean_log_likelihood - previous < self.tolerance:
                 break
             previous = mean_log_likelihood
+        bar.close()
         self.log_likelihood_ = mean_log_likelihood
         self.log_weights = log_weights.to(codes.dtype)
         self.log_probs = torch.where(valid, probs.log(), torch.full_like(probs, -float("inf"))).to(codes.dtype)

@@ -93,7 +93,8 @@ class FlowSampler(Sampler):
         self.to(codes.device)
         self.shift, self.scale = codes.mean(0), codes.std(0).clamp_min(1e-6)
         self.fit_report_ = maximize(lambda batch: self.distribution().log_prob(batch).mean(), self.transforms, codes,
-                                    epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience)
+                                    epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+                                    progress=self.progress, desc="FlowSampler: fitting")
 
     def log_prob(self, codes: Tensor) -> Tensor:
         """The fitted log-density of codes ``[N, D]``: ``[N]``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal, Optional
 
 import torch
@@ -10,6 +11,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
+from blackbox_vae.progress import progress_bar
 from blackbox_vae.samplers.base import Sampler, _positive_int
 
 __all__ = ["GaussianMixtureSampler"]
@@ -52,14 +54,30 @@ class GaussianMixtureSampler(Sampler):
         self.register_buffer("scale_tril", torch.empty(0))
 
     def _fit(self, codes: Tensor) -> None:
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture  # scikit-learn is a dependency of the command line
 
         if codes.shape[0] < self.n_components:
             raise ValueError(f"GaussianMixtureSampler: {codes.shape[0]} codes cannot fit {self.n_components} "
                              "components; fit on more data or lower `n_components`.")
-        mixture = GaussianMixture(self.n_components, covariance_type=self.covariance_type, max_iter=self.max_iter,
-                                  random_state=self.seed, reg_covar=1e-6)
-        mixture.fit(codes.double().cpu().numpy())
+        # One EM iteration per call, warm-started from the last (scikit-learn carries the lower bound and
+        # the convergence test across warm-started calls): the same fit as one call with max_iter, with a
+        # progress bar over its iterations.
+        mixture = GaussianMixture(self.n_components, covariance_type=self.covariance_type, max_iter=1,
+                                  random_state=self.seed, reg_covar=1e-6, warm_start=True)
+        array = codes.double().cpu().numpy()
+        with progress_bar(self.max_iter, "GaussianMixtureSampler: EM", "iteration", self.progress) as bar, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # raised by every call of one iteration
+            for _ in range(self.max_iter):
+                mixture.fit(array)
+                bar.update()
+                bar.set_postfix_str(f"lower bound {mixture.lower_bound_:.4f}")
+                if mixture.converged_:
+                    break
+        if not mixture.converged_:
+            warnings.warn(f"GaussianMixtureSampler: EM did not converge in max_iter={self.max_iter} iterations; "
+                          "raise `max_iter` for a better fit.", ConvergenceWarning, stacklevel=3)
         dimension = codes.shape[1]
         cholesky = torch.as_tensor(mixture.covariances_, dtype=torch.float64)
         cholesky = {"full": lambda c: torch.linalg.cholesky(c),

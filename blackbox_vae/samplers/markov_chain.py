@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -51,8 +51,9 @@ class MarkovChainSampler(Sampler):
     def _fit(self, codes: Tensor) -> None:
         pass  # the data themselves are what fit keeps (see fit)
 
-    def fit(self, data: Tensor, batch_size: int = 256) -> "MarkovChainSampler":
-        """Records the data shape and, for ``start="data"``, the data points the chains start from.
+    def fit(self, data: Tensor, batch_size: int = 256, progress: Optional[bool] = False) -> "MarkovChainSampler":
+        """Records the data shape and, for ``start="data"``, the data points the chains start from (at once:
+        ``batch_size`` and ``progress`` are accepted for `Sampler.fit`'s signature).
 
         Raises:
             ValueError: for empty data.

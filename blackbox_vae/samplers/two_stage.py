@@ -67,7 +67,8 @@ class TwoStageSampler(Sampler):
         self._build(self.layout)
         self.stage_two.to(codes.device)
         self.fit_report_ = maximize(lambda batch: -self.stage_two(batch), self.stage_two, codes, epochs=self.epochs,
-                                    batch_size=self.batch_size, lr=self.lr, patience=self.patience)
+                                    batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+                                    progress=self.progress, desc="TwoStageSampler: fitting")
 
     def _sample_codes(self, n: int) -> Tensor:
         decoder = self.stage_two.gen_model
