@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Optional
 
 from blackbox_vae.cli.config import ConfigError
 from blackbox_vae.cli.files import RunFileError, describe_os_error
@@ -91,13 +92,9 @@ class RunLock:
         raise ConfigError(f"cannot lock {self.path.parent}: other processes keep taking its lock ({self.path}).")
 
     def _take_over_if_stale(self) -> None:
-        try:
-            holder = json.loads(self.path.read_text())
-            pid, host = int(holder["pid"]), str(holder["host"])
-        except FileNotFoundError:
+        if not self.path.exists():
             return  # released meanwhile
-        except (OSError, ValueError, KeyError, TypeError):
-            holder, pid, host = {}, None, None  # unreadable: a crash while writing it
+        holder, pid, host = _lock_holder(self.path)  # pid None: unreadable, a crash while writing it
         remove = f"If no run is writing there, delete {self.path} and try again."
         if pid is not None and host != socket.gethostname():
             raise ConfigError(f"{self.path.parent} is locked by process {pid} on host {host!r}. {remove}")
@@ -122,14 +119,20 @@ class RunLock:
             pass
 
 
+def _lock_holder(path: Path) -> tuple[dict, Optional[int], Optional[str]]:
+    """The lock file's record, process id and host; ``({}, None, None)`` when it is missing or unreadable."""
+    try:
+        holder = json.loads(path.read_text())
+        return holder, int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, None, None
+
+
 def raise_if_in_use(directory: Path) -> None:
     """Raises `ConfigError` when a live process on this host holds ``directory``'s lock (a run is training
     there: its first checkpoint may not exist yet); does nothing otherwise."""
-    path = Path(directory) / LOCK_NAME
-    try:
-        holder = json.loads(path.read_text())
-        pid, host = int(holder["pid"]), str(holder["host"])
-    except (OSError, ValueError, KeyError, TypeError):
+    holder, pid, host = _lock_holder(Path(directory) / LOCK_NAME)
+    if pid is None:
         return
     if host == socket.gethostname() and pid != os.getpid() and _alive(pid, holder.get("start_time")):
         raise ConfigError(f"{directory} is in use: `blackbox-vae train` (process {pid}, started "
