@@ -40,7 +40,8 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     optional hook has a capability flag (`has_rsample`, `has_relaxed_rsample`,
     `has_mean`, `has_bit_probabilities`, `has_group_log_prob`, `has_bernoulli_logits`,
     `has_categorical_logits`); a loss reads those it
-    needs at construction. For the common case where q is a
+    needs at construction, and `layer_kinds` (what each layer of latents is:
+    Bernoulli, one-hot or other) where it assumes a kind. For the common case where q is a
     single ``torch.distributions`` object, subclass `DistributionInfNet`
     instead.
 
@@ -283,6 +284,16 @@ class InfNet(nn.Module, metaclass=abc.ABCMeta):
     #: For tuple latents: the order in which q draws the tuple's entries (None: the tuple's own order).
     layer_order: tuple[int, ...] | None = None
 
+    #: What each layer of latents is, where the class knows it: one entry per latent tensor (a tensor: a 1-tuple;
+    #: a tuple: one per entry, in the tuple's order), each ``"bernoulli"`` (values in {0, 1}, independent given
+    #: the layers q draws before it, with logits `bernoulli_logits`), ``"categorical"`` (one-hot over the last
+    #: dimension, with class logits `categorical_logits`) or ``"other"``; None where the class does not say.
+    #: The estimators that assume Bernoulli or one-hot layers (`ARMLoss`, `DisARMLoss`, `ARSMLoss`, `REBARLoss`,
+    #: `RELAXLoss`, `UnorderedSetLoss`) read it when they are built and refuse a model whose layers they do not
+    #: fit; where it is None they check the drawn latents at their first call instead. E.g. a one-hot layer of
+    #: 10 classes, then 16 Bernoulli bits given it: ``layer_kinds = ("categorical", "bernoulli")``.
+    layer_kinds: tuple[str, ...] | None = None
+
     def sample_and_log_prob(self, n_samples: int = 1) -> tuple[Latents, Tensor]:
         """Optional fused hook: ``(latents, log q)`` for ``n_samples`` fresh samples.
 
@@ -458,6 +469,17 @@ class DistributionInfNet(InfNet):
         """Whether `categorical_logits` works: whether the last `forward`'s distribution is a OneHotCategorical
         (true before any call, like `has_rsample`)."""
         return self.params_ is None or _one_hot_categorical(self.params_) is not None
+
+    @property
+    def layer_kinds(self) -> tuple[str, ...] | None:
+        """`InfNet.layer_kinds` from the last `forward`'s distribution: ``("bernoulli",)`` for a Bernoulli,
+        ``("categorical",)`` for a OneHotCategorical (possibly inside ``Independent``), ``("other",)`` otherwise;
+        None before any call, as the distribution is not known yet."""
+        if self.params_ is None:
+            return None
+        if _bernoulli_probs(self.params_) is not None:
+            return ("bernoulli",)
+        return ("categorical",) if _one_hot_categorical(self.params_) is not None else ("other",)
 
     def mean(self) -> Tensor:
         """E[z | x] = the distribution's mean: ``[batch, *latent_shape]``."""

@@ -98,6 +98,9 @@ class RelaxedBernoulliInfNet(_DiscreteInfNet):
         """False: Bernoulli latents are not one-hot (`categorical_logits` raises; `bernoulli_logits` works)."""
         return False
 
+    #: One layer of Bernoulli latents (`InfNet.layer_kinds`).
+    layer_kinds: tuple[str, ...] = ("bernoulli",)
+
     def relaxed_rsample(self, n_samples: int = 1, *, temperature: float, straight_through: bool = False) -> Tensor:
         """Relaxed Bernoulli (binary Concrete) samples ``[batch, n_samples, *latent_shape]``.
 
@@ -142,6 +145,9 @@ class RelaxedCategoricalInfNet(_DiscreteInfNet):
     def has_bernoulli_logits(self) -> bool:
         """False: one-hot latents are not Bernoulli (`bernoulli_logits` raises)."""
         return False
+
+    #: One layer of one-hot latents (`InfNet.layer_kinds`).
+    layer_kinds: tuple[str, ...] = ("categorical",)
 
     def log_prob(self, latents: Tensor) -> Tensor:
         """``sum_i z_i log pi_i`` over classes and latents: ``[batch, n_samples]``.

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from blackbox_vae import GenModel, InfNet, RelaxedBernoulliInfNet, ScoreFunctionLoss
-from blackbox_vae.models import SBNGenModel, SBNInfNet
+from blackbox_vae.models import CategoricalInfNet, SBNGenModel, SBNInfNet
 from blackbox_vae.models._mlp import mlp
 from blackbox_vae.testing import (
     LinearGaussianGenModel,
@@ -28,19 +28,47 @@ DATA_DIM, LATENT_DIM, REPLICAS = 5, 3, 100
 
 
 # ------------------------------------------------------------------------------------------ models
+class CarriedSampleSBNInfNet(SBNInfNet):
+    """An SBN encoder whose `sample` keeps a gradient path to its probabilities (straight-through: the values are
+    exact draws, z + probs - probs.detach()), as a user's InfNet may. The score-function family must score its
+    samples as constants (`Loss._draw` detaches them): with the path kept, their gradients change."""
+
+    def sample(self, n_samples: int = 1) -> Tensor:
+        latents = super().sample(n_samples)  # [batch, K, H], exact draws
+        probs = self.params_.probs.unsqueeze(1)  # [batch, 1, H], with the graph
+        return latents + probs - probs.detach()
+
+
+class ReparameterizedSampleSBNGenModel(SBNGenModel):
+    """An SBN whose `sample` is reparameterized (straight-through in its prior's and likelihood's probabilities),
+    as a user's GenModel may be: dreams (x', z') ~ p must be drawn without a gradient, or the sleep phase's
+    log q(z'|x') would also move p."""
+
+    def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
+        prior = torch.sigmoid(self.prior_logits).expand(n_samples, -1)  # [n, H]
+        latents = torch.bernoulli(prior.detach())
+        latents = latents + prior - prior.detach()
+        means = torch.sigmoid(self.decoder(latents))  # [n, D]
+        data = torch.bernoulli(means.detach())
+        return data + means - means.detach(), latents
+
+
 def random_sbn(device, data_dim=DATA_DIM, latent_dim=LATENT_DIM):
-    """A one-layer sigmoid belief network in float64 with a random (non-zero) prior."""
-    inf_net, gen_model = SBNInfNet(data_dim, latent_dim), SBNGenModel(data_dim, latent_dim)
+    """A one-layer sigmoid belief network in float64 with a random (non-zero) prior; q's `sample` carries a
+    gradient path and p's `sample` is reparameterized (what the docs allow: the estimators must not depend on
+    either), so every exact case on it meets both."""
+    inf_net, gen_model = CarriedSampleSBNInfNet(data_dim, latent_dim), ReparameterizedSampleSBNGenModel(data_dim,
+                                                                                                          latent_dim)
     with torch.no_grad():
         gen_model.prior_logits.normal_()
     return inf_net.double().to(device), gen_model.double().to(device)
 
 
-def binary_data(device, n_points=3, data_dim=DATA_DIM):
-    """``(points [n_points, D], the points replicated REPLICAS times)``: one gradient draw then averages
-    REPLICAS estimates per point, and the exact target of the replicated batch is the points' own."""
+def binary_data(device, n_points=3, data_dim=DATA_DIM, replicas=REPLICAS):
+    """``(points [n_points, D], the points replicated ``replicas`` times)``: one gradient draw then averages
+    ``replicas`` estimates per point, and the exact target of the replicated batch is the points' own."""
     points = torch.bernoulli(torch.full((n_points, data_dim), 0.5, dtype=torch.float64))
-    return points.to(device), points.repeat(REPLICAS, 1).to(device)
+    return points.to(device), points.repeat(replicas, 1).to(device)
 
 
 def configurations(device, latent_dim=LATENT_DIM):
@@ -56,6 +84,16 @@ class SmallRelaxedBernoulliInfNet(RelaxedBernoulliInfNet):
 
     def logits(self, data):
         return self.encoder(data)
+
+
+class UnnormalizedCategoricalInfNet(CategoricalInfNet):
+    """A categorical encoder whose `categorical_logits` are not normalized (shifted by a parameter-dependent amount
+    per latent: the same softmax), which `InfNet.categorical_logits` allows ("normalized or not"); the estimators
+    that read them must normalize them."""
+
+    def categorical_logits(self, latents: Tensor, layer: int = 0) -> Tensor:
+        logits = super().categorical_logits(latents, layer)  # [batch, K, L, C], normalized
+        return logits + 2.0 + logits[..., :1]
 
 
 def linear_gaussian(device, data_dim=3, latent_dim=2, seed=2):

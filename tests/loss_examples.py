@@ -92,6 +92,7 @@ class ExactCase:
         reference_error: the numerical error of a quadrature reference, else None.
         claim: what the mean gradient is: "unbiased for ..." or, for a biased estimator, why and what
             it estimates instead.
+        n_draws: gradient draws (more for an unreplicated batch).
     """
 
     loss: nn.Module
@@ -99,6 +100,12 @@ class ExactCase:
     expected: dict
     claim: str
     reference_error: Optional[dict] = None
+    n_draws: int = 200
+
+
+#: K equal to the batch (3 unreplicated data points, K = 3): a reduction over the wrong axis of [batch, K]
+#: keeps its shape only then, so only such a case can see it; more draws make up for the small batch.
+K_IS_BATCH, K_IS_BATCH_DRAWS = 3, 800
 
 
 @dataclass
@@ -117,17 +124,18 @@ class LossExample:
 
 
 # ---------------------------------------------------------------------------------- exact cases
-def score_function_case(baseline, k):
+def score_function_case(baseline, k, k_is_batch=False):
     def case(device):
         inf_net, gen_model = ref.random_sbn(device)
-        points, batch = ref.binary_data(device)
+        points, batch = ref.binary_data(device, K_IS_BATCH, replicas=1) if k_is_batch else ref.binary_data(device)
         loss = ScoreFunctionLoss(inf_net, gen_model, k, baseline=baseline)
         if baseline == "mean":
             for _ in range(5):  # so the moving average is non-zero and actually subtracted
                 loss(batch)
         exact = exact_elbo(inf_net, gen_model, points, ref.configurations(device))
         return ExactCase(loss, batch, gradients(-exact.mean(), loss),
-                         f"unbiased for the ELBO's gradient (baseline {baseline!r}, K={k})")
+                         f"unbiased for the ELBO's gradient (baseline {baseline!r}, K={k}"
+                         f"{', K = batch' if k_is_batch else ''})", n_draws=K_IS_BATCH_DRAWS if k_is_batch else 200)
     return case
 
 
@@ -190,7 +198,8 @@ def unordered_set_case(k, latents="bernoulli"):
             configurations = ref.configurations(device)
         else:
             torch.manual_seed(3)
-            inf_net, gen_model = (CategoricalInfNet(ref.DATA_DIM, 2, 3, hidden=(4,)).double().to(device),
+            inf_net, gen_model = (ref.UnnormalizedCategoricalInfNet(ref.DATA_DIM, 2, 3, hidden=(4,)).double()
+                                  .to(device),
                                   CategoricalGenModel(ref.DATA_DIM, 2, 3, hidden=(4,)).double().to(device))
             configurations = categorical_configurations(2, 3, dtype=torch.float64, device=device)
         loss = UnorderedSetLoss(inf_net, gen_model, k)
@@ -200,18 +209,20 @@ def unordered_set_case(k, latents="bernoulli"):
     return case
 
 
-def arsm_case(n_classes):
-    """ARSM on two one-hot latents of C classes: unbiased for the ELBO's gradient (q and p)."""
+def arsm_case(n_classes, k=1):
+    """ARSM on two one-hot latents of C classes: unbiased for the ELBO's gradient (q and p), with K draws (K > 1
+    checks that each draw's pseudo-actions are read back as the draw's)."""
     def case(device):
         points, batch = ref.binary_data(device)
         torch.manual_seed(3)
-        inf_net, gen_model = (CategoricalInfNet(ref.DATA_DIM, 2, n_classes, hidden=(4,)).double().to(device),
+        inf_net, gen_model = (ref.UnnormalizedCategoricalInfNet(ref.DATA_DIM, 2, n_classes, hidden=(4,)).double()
+                              .to(device),
                               CategoricalGenModel(ref.DATA_DIM, 2, n_classes, hidden=(4,)).double().to(device))
         configurations = categorical_configurations(2, n_classes, dtype=torch.float64, device=device)
-        loss = ARSMLoss(inf_net, gen_model, 1)
+        loss = ARSMLoss(inf_net, gen_model, k)
         exact = exact_elbo(inf_net, gen_model, points, configurations)
         return ExactCase(loss, batch, gradients(-exact.mean(), loss),
-                         f"unbiased for the ELBO's gradient (2 latents of {n_classes} classes)")
+                         f"unbiased for the ELBO's gradient (2 latents of {n_classes} classes, K={k})")
     return case
 
 
@@ -219,12 +230,16 @@ def categorical_pair():
     return CategoricalInfNet(DATA_DIM, 2, 3, hidden=(6,)), CategoricalGenModel(DATA_DIM, 2, 3, hidden=(6,))
 
 
-def vimco_case(device):
-    inf_net, gen_model = ref.random_sbn(device)
-    points, batch = ref.binary_data(device)
-    loss = VIMCOLoss(inf_net, gen_model, 4)
-    exact = exact_iwae_bound(inf_net, gen_model, points, ref.configurations(device), 4)
-    return ExactCase(loss, batch, gradients(-exact.mean(), loss), "unbiased for the 4-sample bound's gradient")
+def vimco_case(k=4, k_is_batch=False):
+    def case(device):
+        inf_net, gen_model = ref.random_sbn(device)
+        points, batch = ref.binary_data(device, K_IS_BATCH, replicas=1) if k_is_batch else ref.binary_data(device)
+        loss = VIMCOLoss(inf_net, gen_model, k)
+        exact = exact_iwae_bound(inf_net, gen_model, points, ref.configurations(device), k)
+        return ExactCase(loss, batch, gradients(-exact.mean(), loss),
+                         f"unbiased for the {k}-sample bound's gradient{' (K = batch)' if k_is_batch else ''}",
+                         n_draws=K_IS_BATCH_DRAWS if k_is_batch else 200)
+    return case
 
 
 def nvil_case(variance_normalization, running_mean=True):
@@ -265,10 +280,10 @@ def nvil_case(variance_normalization, running_mean=True):
     return case
 
 
-def rws_case(phi_update):
+def rws_case(phi_update, k_is_batch=False):
     def case(device):
         inf_net, gen_model = ref.random_sbn(device)
-        points, batch = ref.binary_data(device)
+        points, batch = ref.binary_data(device, K_IS_BATCH, replicas=1) if k_is_batch else ref.binary_data(device)
         loss = RWSLoss(inf_net, gen_model, 3, phi_update=phi_update)
         configurations = ref.configurations(device)
         wake_theta, wake_phi = exact_rws_wake_objectives(inf_net, gen_model, points, configurations, 3)
@@ -277,7 +292,8 @@ def rws_case(phi_update):
         phi = {"wake": wake_phi.mean(), "sleep": sleep_phi, "wake-sleep": (wake_phi.mean() + sleep_phi) / 2}[phi_update]
         return ExactCase(loss, batch, gradients(-(wake_theta.mean() + phi), loss),
                          f"p: the 3-sample bound's gradient; q: the exact expected {phi_update} update (biased for "
-                         "-KL(p(z|x) || q) at finite K when it wakes, as self-normalized importance sampling is)")
+                         "-KL(p(z|x) || q) at finite K when it wakes, as self-normalized importance sampling is)"
+                         f"{'; K = batch' if k_is_batch else ''}", n_draws=K_IS_BATCH_DRAWS if k_is_batch else 200)
     return case
 
 
@@ -361,10 +377,20 @@ def elbo_case(device):
                      .mean(), loss), "unbiased for the ELBO's gradient (closed form, 2-D latent)")
 
 
-def iwae_case(gradient, k, latents="tensor"):
+def iwae_case(gradient, k, latents="tensor", k_is_batch=False):
     """IWAE on a linear Gaussian model with a 2-D latent: a tensor, a dict {"a", "b"}, or a tuple whose first
-    leaf has two axes ([batch, K, 1, 1])."""
+    leaf has two axes ([batch, K, 1, 1]); with ``k_is_batch``, a 1-D latent (a grid of 1-D nodes per sample)
+    and K data points, unreplicated."""
     def case(device):
+        if k_is_batch:
+            inner_q, inner_p, points = ref.linear_gaussian(device, latent_dim=1)
+            points = points[:k]
+            inf_net, gen_model = inner_q, inner_p
+            loss = IWAELoss(inf_net, gen_model, k, gradient=gradient)
+            expected, error = ref.converged_gradients(
+                lambda n: -quadrature_iwae_bound(inner_q, inner_p, points, k, n, 2**22).mean(), loss, 40)
+            return ExactCase(loss, points, expected, f"unbiased for the {k}-sample bound's gradient (K = batch)",
+                             error, n_draws=K_IS_BATCH_DRAWS)
         inner_q, inner_p, points = ref.linear_gaussian(device)
         inf_net, gen_model = inner_q, inner_p
         if latents == "dict":
@@ -392,7 +418,12 @@ EXAMPLES = [
     LossExample("score-function-loo", ScoreFunctionLoss, sbn_pair,
                 lambda q, p: ScoreFunctionLoss(q, p, 4, baseline="leave-one-out"), True,
                 score_function_case("leave-one-out", 4)),
-    LossExample("vimco", VIMCOLoss, sbn_pair, lambda q, p: VIMCOLoss(q, p, 4), True, vimco_case),
+    LossExample("score-function-loo-k-is-batch", ScoreFunctionLoss, sbn_pair,
+                lambda q, p: ScoreFunctionLoss(q, p, 3, baseline="leave-one-out"), True,
+                score_function_case("leave-one-out", K_IS_BATCH, k_is_batch=True), trains=False),
+    LossExample("vimco", VIMCOLoss, sbn_pair, lambda q, p: VIMCOLoss(q, p, 4), True, vimco_case()),
+    LossExample("vimco-k-is-batch", VIMCOLoss, sbn_pair, lambda q, p: VIMCOLoss(q, p, 3), True,
+                vimco_case(K_IS_BATCH, k_is_batch=True), trains=False),
     LossExample("nvil", NVILLoss, sbn_pair, lambda q, p: NVILLoss(q, p, 1, baseline_net=NVILBaseline(DATA_DIM)), True,
                 nvil_case(True)),
     LossExample("nvil-no-normalization", NVILLoss, sbn_pair,
@@ -417,11 +448,17 @@ EXAMPLES = [
     LossExample("arsm", ARSMLoss, categorical_pair, lambda q, p: ARSMLoss(q, p, 1), False, arsm_case(3)),
     LossExample("arsm-4-classes", ARSMLoss, categorical_pair, lambda q, p: ARSMLoss(q, p, 1), False, arsm_case(4),
                 trains=False),
+    LossExample("arsm-k2", ARSMLoss, categorical_pair, lambda q, p: ARSMLoss(q, p, 2), False, arsm_case(3, 2),
+                trains=False),
+    LossExample("arsm-k3-4-classes", ARSMLoss, categorical_pair, lambda q, p: ARSMLoss(q, p, 3), False,
+                arsm_case(4, 3), trains=False),
     LossExample("unordered-set", UnorderedSetLoss, sbn_pair, lambda q, p: UnorderedSetLoss(q, p, 3), True,
                 unordered_set_case(3)),
     LossExample("unordered-set-categorical", UnorderedSetLoss, categorical_pair,
                 lambda q, p: UnorderedSetLoss(q, p, 2), False, unordered_set_case(2, "categorical"), trains=False),
     LossExample("rws-wake", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake"), True, rws_case("wake")),
+    LossExample("rws-wake-k-is-batch", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 3, "wake"), True,
+                rws_case("wake", k_is_batch=True), trains=False),
     LossExample("rws-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "sleep"), True, rws_case("sleep")),
     LossExample("rws-wake-sleep", RWSLoss, sbn_pair, lambda q, p: RWSLoss(q, p, 4, "wake-sleep"), True,
                 rws_case("wake-sleep")),
@@ -445,6 +482,8 @@ EXAMPLES = [
                 iwae_case("stl", 2, latents="dict")),
     LossExample("iwae-dreg", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 5, gradient="dreg"), False,
                 iwae_case("dreg", 2, latents="tuple")),
+    LossExample("iwae-dreg-k-is-batch", IWAELoss, gaussian_pair, lambda q, p: IWAELoss(q, p, 3, gradient="dreg"),
+                False, iwae_case("dreg", K_IS_BATCH, k_is_batch=True), trains=False),
 ]
 
 

@@ -123,7 +123,8 @@ def test_training_improves_the_model(example):
 def test_expected_gradient_is_exact(example, device):
     """Every registered estimator's mean gradient equals the exact expectation it declares (loss_examples.py).
 
-    200 independent draws, each on the small model's points replicated 100 times; the tolerance is the
+    200 independent draws (more where the batch is not replicated), each on the small model's points replicated
+    100 times; the tolerance is the
     Monte Carlo standard error (plus a quadrature reference's own error), Bonferroni-corrected over the
     compared elements, so a correct estimator fails with probability 1e-3 per example.
     """
@@ -132,7 +133,7 @@ def test_expected_gradient_is_exact(example, device):
     assert set(case.expected) >= {n for n, _ in case.loss.named_parameters() if ".inf_net." in f".{n}"}, (
         "the reference must cover q's parameters")
     print(f"{example.name}: {case.claim}")
-    assert_unbiased(case.loss, case.data, case.expected, n_draws=200, reference_error=case.reference_error)
+    assert_unbiased(case.loss, case.data, case.expected, n_draws=case.n_draws, reference_error=case.reference_error)
 
 
 def test_every_option_value_has_an_exact_case():

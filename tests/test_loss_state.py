@@ -107,6 +107,61 @@ def test_mean_baseline_is_read_before_it_is_updated_with_the_current_batch():
         assert not torch.allclose(got, read_after)
 
 
+@pytest.mark.parametrize("variance_normalization", [False, True])
+def test_nvil_reads_its_running_statistics_before_updating_them_with_the_current_batch(variance_normalization):
+    """Deterministic, at batch 1 and K = 1 where a leak is largest: q's gradient is (l - c) grad log q / max(1,
+    sqrt(v)) with c and v the running statistics *before* this call (read after the update, c would hold this
+    sample's own signal and shrink its gradient)."""
+    from blackbox_vae import NVILLoss
+
+    torch.manual_seed(0)
+    inf_net, gen_model = SBNInfNet(6, 3).double(), SBNGenModel(6, 3).double()
+    loss = NVILLoss(inf_net, gen_model, 1, running_mean=True, variance_normalization=variance_normalization,
+                    decay=0.8)
+    data = DATA[:1].double()
+    for _ in range(3):
+        loss(data)
+    mean_before, variance_before = loss.signal_mean.value().clone(), loss.signal_variance.value().clone()
+    torch.manual_seed(1)
+    loss.zero_grad()
+    loss(data).backward()
+    mean_after, variance_after = loss.signal_mean.value().clone(), loss.signal_variance.value().clone()
+    estimated = [p.grad.clone() for p in inf_net.parameters()]
+    torch.manual_seed(1)  # the same draw: the estimator by hand, with the statistics before or after
+    latents = inf_net(data).sample(1)
+    log_q = inf_net.log_prob(latents)
+    signal = (gen_model(data, latents).log_prob(data, latents) - log_q).detach()
+
+    def q_gradient(mean, variance):
+        scale = variance.sqrt().clamp_min(1.0) if variance_normalization else 1.0
+        return torch.autograd.grad(-((signal - mean) / scale * log_q).mean(), list(inf_net.parameters()),
+                                   retain_graph=True)
+
+    assert not torch.equal(mean_after, mean_before)
+    for got, read_first, read_after in zip(estimated, q_gradient(mean_before, variance_before),
+                                           q_gradient(mean_after, variance_after)):
+        torch.testing.assert_close(got, read_first)
+        assert not torch.allclose(got, read_after)
+
+
+def test_a_moving_average_weighs_the_newest_value_by_one_minus_decay():
+    """decay = 0.9 (at 0.5, decay and 1 - decay would be the same): after x1, x2 the bias-corrected average is
+    (0.9 x1 + x2) / 1.9, the newest value weighted most; a loss's baseline decay means the same."""
+    from blackbox_vae.losses._moving_average import MovingAverage
+
+    average = MovingAverage(0.9)
+    average.update(torch.tensor(1.0))
+    assert average.value().item() == pytest.approx(1.0)  # bias-corrected: the first value itself
+    average.update(torch.tensor(11.0))
+    assert average.value().item() == pytest.approx((0.9 * 1.0 + 11.0) / 1.9)
+    loss = make_loss(baseline="mean", baseline_decay=0.9)
+    signals = []
+    for _ in range(2):
+        loss(DATA)
+        signals.append((loss.log_p_ - loss.log_q_).mean())
+    torch.testing.assert_close(loss._baseline(loss.log_p_), (0.9 * signals[0] + signals[1]) / 1.9)
+
+
 def test_the_sleep_phase_leaves_q_holding_the_data_s_parameters():
     """After a call, inf_net.params_ is q's for the data passed (as for every loss), not for the dreams."""
     from blackbox_vae import RWSLoss

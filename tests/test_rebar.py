@@ -90,3 +90,70 @@ def test_the_command_line_refuses_several_layers_before_training(tmp_path, capsy
                  "--progress", "false", "--out", str(tmp_path / "run")]) == 2
     assert "`layers` (--layers) is 10,5: --loss rebar takes one stochastic layer" in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("kind", ["rebar", "relax"])
+def test_the_control_variate_gets_the_gradient_of_its_variance_objective(kind, monkeypatch):
+    """The control variate's parameters (eta, the temperature, RELAX's network) receive the gradient of the
+    variance objective mean_{n,k} sum_units g^2, recomputed here independently with torch.func (g itself a
+    derivative in the logits, so its gradient needs the pathwise term's graph), on the loss's own noise.
+    A pathwise term computed without a graph gets eta's gradient wrong; an ascending objective its sign."""
+    from torch.func import functional_call, grad
+    from torch.nn.functional import binary_cross_entropy_with_logits
+
+    torch.manual_seed(0)
+    data_dim, latent_dim, k = 5, 3, 2
+    inf_net, gen_model = SBNInfNet(data_dim, latent_dim).double(), SBNGenModel(data_dim, latent_dim).double()
+    with torch.no_grad():
+        gen_model.prior_logits.normal_()
+    network = RELAXControlVariate(data_dim, latent_dim, hidden=(4,)).double() if kind == "relax" else None
+    loss = (REBARLoss(inf_net, gen_model, k, temperature=0.3) if kind == "rebar"
+            else RELAXLoss(inf_net, gen_model, k, network, temperature=0.3)).double()
+    with torch.no_grad():
+        loss.eta.fill_(0.7)
+    data = torch.bernoulli(torch.full((4, data_dim), 0.5, dtype=torch.float64))
+
+    drawn, rand_like = [], torch.rand_like  # the loss's uniform noise, u then v, recorded as it is drawn
+
+    def recorded(*args, **kwargs):
+        drawn.append(rand_like(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(torch, "rand_like", recorded)
+    loss(data).backward()
+    monkeypatch.undo()
+    tuned = dict((name, p) for name, p in loss.named_parameters() if not name.startswith(("inf_net.", "gen_model.")))
+    got = {name: p.grad.clone() for name, p in tuned.items()}
+
+    with torch.no_grad():  # q's logits: SBNInfNet's linear encoder
+        logits = inf_net.encoder(data).unsqueeze(1).expand(len(data), k, latent_dim)
+    assert len(drawn) == 2
+    u, v = (noise.clamp(torch.finfo(logits.dtype).tiny, 1 - 1e-7) for noise in drawn)
+    b = (logits + u.log() - (-u).log1p() > 0).double()
+    with torch.no_grad():
+        signal = gen_model(data, b).log_prob(data, b) + binary_cross_entropy_with_logits(
+            logits, b, reduction="none").sum(2)  # f(b) = log p(x, b) - log q(b|x)
+
+    def conditional(a):  # u given b (z~ ~ p(z | b) by v), a function of the logits
+        p = torch.sigmoid(a)
+        return torch.where(b > 0, 1 - p + v * p, v * (1 - p)).clamp(torch.finfo(a.dtype).tiny, 1 - 1e-7)
+
+    def control(theta, a, noise):  # c at the relaxed latents of logits a and uniform noise: [batch, K]
+        relaxed = torch.sigmoid((a + noise.log() - (-noise).log1p()) / theta["log_temperature"].exp())
+        f = gen_model(data, relaxed).log_prob(data, relaxed) + binary_cross_entropy_with_logits(
+            a, relaxed, reduction="none").sum(2)
+        value = theta["eta"] * f
+        if network is not None:
+            value = value + functional_call(network, {n[len("control_variate."):]: t for n, t in theta.items()
+                                                      if n.startswith("control_variate.")}, (data, relaxed))
+        return value
+
+    def estimate(theta, a):  # g: [batch, K, units]
+        pathwise = grad(lambda a_: (control(theta, a_, u) - control(theta, a_, conditional(a_))).sum())(a)
+        return (signal - control(theta, a, conditional(a))).unsqueeze(-1) * (b - torch.sigmoid(a)) + pathwise
+
+    variance = lambda theta: estimate(theta, logits).pow(2).sum(2).mean()  # noqa: E731
+    expected = grad(variance)({name: p.detach() for name, p in tuned.items()})
+    assert set(expected) == set(got) and "eta" in got
+    for name in got:
+        assert torch.allclose(got[name], expected[name], rtol=1e-8, atol=1e-10), (name, got[name], expected[name])

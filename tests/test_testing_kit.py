@@ -233,3 +233,25 @@ def test_critical_value_is_the_bonferroni_corrected_student_t_quantile(rate, com
     expected = stats.t.ppf(1 - rate / (2 * comparisons), draws - 1)
     # The Cornish-Fisher expansion is within a few parts in a thousand down to 30 draws (measured: 4e-3 there).
     assert kit.critical_value(rate, comparisons, draws) == pytest.approx(expected, rel=5e-3)
+
+
+@pytest.mark.parametrize("power", [0.5, 0.9])
+@pytest.mark.parametrize("rate, comparisons, draws", [(1e-3, 24, 200), (1e-5, 24, 200), (1e-3, 100, 30)])
+def test_detectable_bias_is_the_power_of_assert_unbiaseds_z_test(power, rate, comparisons, draws):
+    """docs/testing.md's power statement: a bias of `detectable_bias(...)` standard errors is flagged with
+    probability `power`. Checked against simulated z-scores of `draws` normal draws (as assert_unbiased
+    computes them: the mean over the sample standard error), 20000 replications; the tolerance is 5 binomial
+    standard errors (false-failure rate below 1e-6 per case)."""
+    bias = kit.detectable_bias(rate, comparisons, draws, power)
+    assert kit.detection_probability(bias, rate, comparisons, draws) == pytest.approx(power, abs=1e-9)
+    generator = torch.Generator().manual_seed(0)
+    replications = 20000
+    draws_ = torch.randn(replications, draws, generator=generator, dtype=torch.float64) + bias / math.sqrt(draws)
+    z = draws_.mean(1) / (draws_.std(1) / math.sqrt(draws))  # the per-draw standard deviation is 1
+    flagged = (z.abs() > kit.critical_value(rate, comparisons, draws)).double().mean().item()
+    assert flagged == pytest.approx(power, abs=5 * math.sqrt(power * (1 - power) / replications))
+
+
+def test_detectable_bias_refuses_a_power_outside_0_1():
+    with pytest.raises(ValueError, match=r"`power` must be in \(0, 1\); got 1\.0"):
+        kit.detectable_bias(1e-3, 24, 200, power=1.0)

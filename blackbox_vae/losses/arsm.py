@@ -6,8 +6,12 @@ import torch
 from torch import Tensor
 from torch.nn.functional import one_hot
 
+from blackbox_vae._call_state import set_call_state
+from blackbox_vae.gen_model import GenModel
+from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents
-from blackbox_vae.losses._one_layer import one_layer_logits
+from blackbox_vae.losses._layers import CATEGORICAL
+from blackbox_vae.losses._one_layer import check_declared_layer, one_layer_logits
 from blackbox_vae.losses.base import Loss
 
 __all__ = ["ARSMLoss"]
@@ -36,6 +40,11 @@ class ARSMLoss(Loss):
 
     Reported objective: the negative ELBO over the K exact draws (kept in ``log_p_`` / ``log_q_``).
 
+    Refusals: a model without `InfNet.categorical_logits` is refused when the loss is built (a TypeError), and so
+    is one whose `InfNet.layer_kinds` (or `InfNet.layer_order`) declares several layers, or a layer that is not
+    categorical (a ValueError); otherwise the first call refuses latents of several layers, and a layer whose
+    draw is not one-hot (ValueErrors). Each message names the estimators that fit the model.
+
     Args:
         inf_net: q(z|x) with one layer of one-hot latents ``[batch, K, *shape, C]``: needs
             `InfNet.categorical_logits` (`RelaxedCategoricalInfNet`, `CategoricalInfNet` and any
@@ -52,12 +61,18 @@ class ARSMLoss(Loss):
 
     needs = ("categorical_logits",)
 
+    def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, *, validate: bool = True):
+        super().__init__(inf_net, gen_model, n_samples, validate=validate)
+        check_declared_layer(type(self).__name__, inf_net, gen_model, (CATEGORICAL,))
+
     def _estimate(self, data: Tensor) -> tuple[Tensor, Tensor]:
         name = type(self).__name__
         inf_net = self.inf_net(data)
         self._check_hook(inf_net, "categorical_logits")  # again after forward: a DistributionInfNet's distribution
         batch, k = data.shape[0], self.n_samples
-        logits, layer, one_tuple = one_layer_logits(name, inf_net, "categorical_logits")  # [batch, 1, *shape, C]
+        logits, layer, one_tuple = one_layer_logits(name, inf_net, "categorical_logits", gen_model=self.gen_model,
+                                                    check_values=not self._draws_checked)  # [batch, 1, *shape, C]
+        set_call_state(self, "_draws_checked", True)
         shape, n_classes = layer.shape[2:], layer.shape[-1]
         phi = logits[:, 0].reshape(batch, 1, -1, n_classes)  # [batch, 1, D, C]
         log_q_classes = torch.log_softmax(phi.detach(), dim=-1)

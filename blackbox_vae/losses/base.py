@@ -14,6 +14,7 @@ from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents, map_latents
 from blackbox_vae.losses._checks import check_data, check_finite, check_latents, check_log_prob, check_n_samples
+from blackbox_vae.losses._layers import declared_kinds, fitting_advice
 
 __all__ = ["Loss"]
 
@@ -35,9 +36,8 @@ _HOOK_ADVICE = {
                         "subclass RelaxedBernoulliInfNet or DistributionInfNet with a Bernoulli, or use a "
                         "score-function estimator such as VIMCOLoss, which needs only `sample` and `log_prob`",
     "categorical_logits": "the class logits of q's one-hot latents; implement `categorical_logits`, subclass "
-                          "RelaxedCategoricalInfNet or DistributionInfNet with a OneHotCategorical (for Bernoulli "
-                          "latents use ARMLoss or DisARMLoss), or use a score-function estimator such as "
-                          "VIMCOLoss, which needs only `sample` and `log_prob`",
+                          "RelaxedCategoricalInfNet or DistributionInfNet with a OneHotCategorical, or use a "
+                          "score-function estimator such as VIMCOLoss, which needs only `sample` and `log_prob`",
     "analytic_elbo": "an ELBO with closed-form KL terms (the hierarchical Bernoulli models in "
                      "blackbox_vae.models have one); use analytic_kl=False",
 }
@@ -119,6 +119,10 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
     #: offers exactly these. The one place each option's choices are written.
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
+    #: Whether the first call's checks of what q draws have passed: the estimators that assume Bernoulli or
+    #: one-hot layers check the drawn values once (reading them back is a host synchronization).
+    _draws_checked: bool = False
+
     log_p_: Tensor | None
     log_q_: Tensor | None
 
@@ -136,7 +140,7 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
                             "outside autograd). Use an estimator that only scores samples: VIMCOLoss, "
                             "ScoreFunctionLoss(baseline='leave-one-out'), NVILLoss, DisARMLoss or RWSLoss.")
         for hook in self.needs:
-            self._check_hook(inf_net, hook)
+            self._check_hook(inf_net, hook, gen_model)
         self.inf_net = inf_net
         self.gen_model = gen_model
         self.n_samples = check_n_samples(n_samples, self.min_samples, name, self.min_samples_reason)
@@ -147,11 +151,14 @@ class Loss(nn.Module, metaclass=abc.ABCMeta):
         self.log_p_ = None
         self.log_q_ = None
 
-    def _check_hook(self, inf_net: InfNet, hook: str) -> None:
-        """Raises unless ``inf_net`` has the hook (its ``has_...`` flag), naming what to do instead."""
+    def _check_hook(self, inf_net: InfNet, hook: str, gen_model: GenModel | None = None) -> None:
+        """Raises unless ``inf_net`` has the hook (its ``has_...`` flag), naming what to do instead and the
+        estimators that fit the model (`fitting_estimators`)."""
         if not getattr(inf_net, f"has_{hook}"):
+            fits = fitting_advice(inf_net, gen_model if gen_model is not None else getattr(self, "gen_model", None),
+                                  declared_kinds(inf_net))
             raise TypeError(f"{type(self).__name__} needs `{type(inf_net).__name__}.{hook}`, which it does not have "
-                            f"(`has_{hook}` is False): {_HOOK_ADVICE.get(hook, f'implement `{hook}`')}.")
+                            f"(`has_{hook}` is False): {_HOOK_ADVICE.get(hook, f'implement `{hook}`')}. {fits}")
 
     def _check_choice(self, option: str, value: Any) -> Any:
         """Returns ``value`` if it is one of ``choices[option]``, else raises naming the option."""

@@ -12,7 +12,9 @@ from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
-from blackbox_vae.losses._one_layer import one_layer_logits
+from blackbox_vae._call_state import set_call_state
+from blackbox_vae.losses._layers import BERNOULLI
+from blackbox_vae.losses._one_layer import check_declared_layer, one_layer_logits
 from blackbox_vae.losses.base import Loss
 from blackbox_vae.relaxed import check_temperature
 
@@ -35,9 +37,17 @@ class _RelaxedControlVariateLoss(Loss):
 
     unbiased for the gradient of E_q[f(b)] with respect to a, for any c. Here f = log p(x, b) - log q(b|x), as
     for the score function (f's own dependence on q vanishes in expectation), and ĝ backpropagates from
-    the logits into q's parameters; p's gradient is that of log p(x, b). The control variate's parameters
-    get the gradient of the squared norm of ĝ (per sample, summed over units and averaged): a single-sample
-    estimate of the gradient of its variance, the papers' objective for them.
+    the logits into q's parameters; p's gradient is that of log p(x, b).
+
+    The control variate's parameters (eta, the temperature, RELAX's network) get the gradient of
+    mean_{n,k} ||ĝ_a||^2, the squared estimate of the gradient with respect to **q's logits a** (summed over
+    units, averaged over data points and samples): as E[ĝ_a] does not depend on c, this is a single-sample
+    estimate of the gradient of the variance of ĝ_a. The papers and their reference code minimize instead the
+    variance of the gradient with respect to **q's network parameters φ**, ĝ_φ = (∂a/∂φ)^T ĝ_a. We use the
+    logits' because it needs no second backward pass through q's network at every step (ĝ_a is already at
+    hand where the estimator forms it), and it does not depend on how q's network is built; the two
+    objectives share their minimizer when c can zero the estimate's noise, and differ by the weighting
+    (∂a/∂φ)(∂a/∂φ)^T otherwise. The estimator is unbiased for every c either way.
 
     The relaxed f at s = sigmoid(z / temperature) is log p(x, s) - log q(s|x), the Bernoulli log-densities
     evaluated at values in (0, 1): the generative model must accept such latents (the library's SBNs do).
@@ -49,6 +59,7 @@ class _RelaxedControlVariateLoss(Loss):
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 1, *, temperature: float = 0.5,
                  validate: bool = True):
         super().__init__(inf_net, gen_model, n_samples, validate=validate)
+        check_declared_layer(type(self).__name__, inf_net, gen_model, (BERNOULLI,))
         temperature = check_temperature(type(self).__name__, temperature)
         # the learned relaxation: log temperature and the REBAR term's scale eta (both the papers' parameters)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
@@ -75,8 +86,9 @@ class _RelaxedControlVariateLoss(Loss):
         inf_net = self.inf_net(data)
         self._check_hook(inf_net, "bernoulli_logits")  # again after forward: a DistributionInfNet's distribution decides
         batch, k = data.shape[0], self.n_samples
-        logits, _, one_tuple = one_layer_logits(name, inf_net, "bernoulli_logits",
-                                                why=" Use DisARMLoss for several layers.")  # [batch, 1, *shape]
+        logits, _, one_tuple = one_layer_logits(name, inf_net, "bernoulli_logits", gen_model=self.gen_model,
+                                                check_values=not self._draws_checked)  # [batch, 1, *shape]
+        set_call_state(self, "_draws_checked", True)
         pack = (lambda z: (z,)) if one_tuple else (lambda z: z)
         logits = logits.expand(batch, k, *logits.shape[2:])  # one layer: the same logits for every sample
         tiny = torch.finfo(logits.dtype).tiny
@@ -123,6 +135,11 @@ class REBARLoss(_RelaxedControlVariateLoss):
 
     Reported objective: the negative ELBO, averaged over the K samples.
 
+    Refusals (REBAR's and RELAX's): a model without `InfNet.bernoulli_logits` is refused when the loss is built
+    (a TypeError), and so is one whose `InfNet.layer_kinds` (or `InfNet.layer_order`) declares several layers, or
+    a layer that is not Bernoulli (a ValueError); otherwise the first call refuses latents of several layers, and
+    a draw whose values are not in {0, 1} (ValueErrors). Each message names the estimators that fit the model.
+
     Args:
         inf_net: q(z|x) with one layer of Bernoulli latents (a tensor): needs `InfNet.bernoulli_logits`.
         gen_model: p(x, z), accepting relaxed latents in (0, 1).
@@ -166,6 +183,8 @@ class RELAXLoss(_RelaxedControlVariateLoss):
     The estimator is unbiased for any c.
 
     Reported objective: the negative ELBO, averaged over the K samples.
+
+    Refusals: as `REBARLoss` (one Bernoulli layer).
 
     Args:
         inf_net: q(z|x) with one layer of Bernoulli latents (a tensor): needs `InfNet.bernoulli_logits`.

@@ -12,7 +12,8 @@ from blackbox_vae._call_state import set_call_state
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents
-from blackbox_vae.losses._one_layer import one_layer_logits
+from blackbox_vae.losses._layers import BERNOULLI, CATEGORICAL, declared_kinds, fitting_advice
+from blackbox_vae.losses._one_layer import check_declared_layer, one_layer_logits
 from blackbox_vae.losses._without_replacement import sample_without_replacement, unordered_set_estimates
 from blackbox_vae.losses.base import Loss
 
@@ -48,6 +49,12 @@ class UnorderedSetLoss(Loss):
     relative error (checked against the sum over orderings), on about 200 nodes; the K baselines, which
     involve K x K integrals, are summed inside one integral per sample: O(K) integrals per data point.
 
+    Refusals: a model with neither `InfNet.bernoulli_logits` nor `InfNet.categorical_logits` is refused when the
+    loss is built (a TypeError), and so is one whose `InfNet.layer_kinds` (or `InfNet.layer_order`) declares
+    several layers, or a layer that is neither Bernoulli nor categorical (a ValueError); otherwise the first call
+    refuses latents of several layers, and a draw whose values are not in {0, 1} (or not one-hot, for
+    `categorical_logits`) (ValueErrors). Each message names the estimators that fit the model.
+
     Args:
         inf_net: q(z|x) with one layer of independent discrete latents: Bernoulli (`InfNet.bernoulli_logits`)
             or one-hot categorical (`InfNet.categorical_logits`). The library's SBN, categorical VAE and
@@ -71,6 +78,7 @@ class UnorderedSetLoss(Loss):
     def __init__(self, inf_net: InfNet, gen_model: GenModel, n_samples: int = 2, *, validate: bool = True):
         super().__init__(inf_net, gen_model, n_samples, validate=validate)
         self._check_discrete(inf_net)
+        check_declared_layer(type(self).__name__, inf_net, gen_model, (BERNOULLI, CATEGORICAL))
 
     def _check_discrete(self, inf_net: InfNet) -> None:
         if not (inf_net.has_bernoulli_logits or inf_net.has_categorical_logits):
@@ -79,17 +87,20 @@ class UnorderedSetLoss(Loss):
                 "which it does not have (`has_bernoulli_logits` and `has_categorical_logits` are False): it draws "
                 "distinct values of discrete latents from q's logits. Implement one, subclass "
                 "RelaxedBernoulliInfNet or RelaxedCategoricalInfNet, or use a score-function estimator such as "
-                "VIMCOLoss, which needs only `sample` and `log_prob`.")
+                "VIMCOLoss, which needs only `sample` and `log_prob`. "
+                f"{fitting_advice(inf_net, getattr(self, 'gen_model', None), declared_kinds(inf_net))}")
 
     def _class_log_probs(self, inf_net: InfNet) -> tuple[Tensor, Tensor, bool, bool]:
         """q's log-probabilities per latent dimension and class, ``[batch, D, C]`` (float64, detached), with one
         draw of the latents ``[batch, 1, *shape]``, whether they are one-hot, and whether they come as a
         1-tuple."""
-        one_hot_latents = not inf_net.has_bernoulli_logits
+        kinds = declared_kinds(inf_net)
+        one_hot_latents = kinds == (CATEGORICAL,) if kinds is not None else not inf_net.has_bernoulli_logits
         with torch.no_grad():
             logits, layer, one_tuple = one_layer_logits(
                 type(self).__name__, inf_net, "categorical_logits" if one_hot_latents else "bernoulli_logits",
-                why=" Use VIMCOLoss or DisARMLoss for several layers.")
+                gen_model=self.gen_model, check_values=not self._draws_checked)
+        set_call_state(self, "_draws_checked", True)
         batch = logits.shape[0]
         logits = logits[:, 0].to(torch.float64)
         if one_hot_latents:

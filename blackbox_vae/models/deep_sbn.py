@@ -97,6 +97,11 @@ class DeepSBNInfNet(InfNet):
             log_q = log_q + bernoulli_log_prob(self._logits_above(layer, latents[layer - 1]), latents[layer])
         return log_q
 
+    @property
+    def layer_kinds(self) -> tuple[str, ...]:
+        """Every layer is Bernoulli (`InfNet.layer_kinds`)."""
+        return ("bernoulli",) * len(self.conditionals)
+
     def bernoulli_logits(self, latents: tuple[Tensor, ...], layer: int = 0) -> Tensor:
         """Logits of q(z_layer | z_{layer-1}) (of q(z_1|x) for layer 0): ``[batch, n_samples, H_layer]``."""
         if layer == 0:

@@ -199,6 +199,11 @@ class _HVAEInfNet(InfNet):
         """The order q draws the layers in (`InfNet.layer_order`)."""
         return self.order
 
+    @property
+    def layer_kinds(self) -> tuple[str, ...]:
+        """Every layer is Bernoulli (`InfNet.layer_kinds`)."""
+        return ("bernoulli",) * len(self.order)
+
     def bernoulli_logits(self, latents: tuple[Tensor, ...], layer: int = 0) -> Tensor:
         """Logits of q(z_layer | x, its parents in ``latents``): ``[batch, n_samples, H_layer]``."""
         logits = self._logits(layer, list(latents))

@@ -14,6 +14,7 @@ from blackbox_vae.testing.enumeration import (
     categorical_configurations,
     configurations_for,
     integer_configurations,
+    product_configurations,
     exact_elbo,
     exact_iwae_bound,
     exact_log_marginal,
@@ -30,7 +31,14 @@ from blackbox_vae.testing.linear_gaussian import (
     quadrature_gradients,
     quadrature_iwae_bound,
 )
-from blackbox_vae.testing.statistics import assert_unbiased, critical_value, gradient_draws, gradients
+from blackbox_vae.testing.statistics import (
+    assert_unbiased,
+    critical_value,
+    detectable_bias,
+    detection_probability,
+    gradient_draws,
+    gradients,
+)
 from blackbox_vae.testing.variance import VarianceReport, compare_variance, gradient_variance
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "bernoulli_configurations",
     "categorical_configurations",
     "integer_configurations",
+    "product_configurations",
     "configurations_for",
     "exact_elbo",
     "exact_log_marginal",
@@ -56,6 +65,8 @@ __all__ = [
     "closed_form_posterior",
     "assert_unbiased",
     "critical_value",
+    "detection_probability",
+    "detectable_bias",
     "gradient_draws",
     "gradients",
     "VarianceReport",

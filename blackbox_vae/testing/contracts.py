@@ -17,7 +17,23 @@ what to fix:
   tensor, each of its latent's shape ``[batch, K, *shape]`` with values in [0, 1], and the latents are bits;
 - ``sample`` and ``log_prob`` agree: for discrete values, the empirical frequency of every drawn
   configuration matches ``exp(log_prob)`` (a z-test per configuration, Bonferroni-corrected, at the
-  stated false-failure rate).
+  stated false-failure rate);
+- ``log_prob`` is normalized: for Bernoulli and one-hot values, ``sum_z exp(log_prob(z))`` is not more than
+  1, estimated by importance sampling (below).
+
+The frequency check has power only over configurations drawn about ten times or more: at 10 classes x 16
+bits it sees none, and a ``log_prob`` that drops a whole layer's term passes it. The normalization check
+covers that case. It draws configurations from a proposal r that covers the whole support, the product over
+elements of the marginal frequencies of the model's own draws (Krichevsky-Trofimov smoothed, so that every
+bit value and every class has probability > 0), and estimates ``S = E_r[exp(log_prob(z)) / r(z)]``, which is
+1 for a normalized ``log_prob``. Dropping a layer's term multiplies S by that layer's number of values (10,
+or 2**16). The test is one-sided, S > 1 by more than a Student-t threshold times the standard error: the
+weights are positive and right-skewed, which makes the upper tail of the t statistic lighter than nominal,
+so a correct model fails it less often than the stated rate. Its power is high where r is close to the model
+(elements weakly dependent given x, as at initialization) and falls where they depend strongly on each
+other (the data on the latents, in a GenModel with many data elements), where r's weights spread; there the
+model concentrates on few configurations, which the frequency check sees. docs/testing.md gives the sizes
+measured.
 """
 
 from __future__ import annotations
@@ -33,6 +49,8 @@ from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.latents import Latents, latent_leaves, map_latents
 from blackbox_vae.losses._checks import check_finite, check_latents, check_log_prob
+from blackbox_vae.testing.enumeration import _infer_support
+from blackbox_vae.testing.statistics import critical_value
 
 __all__ = ["ContractError", "check_inf_net", "check_gen_model"]
 
@@ -127,6 +145,78 @@ def _check_frequencies(rows: Tensor, log_probs: Tensor, false_failure_rate: floa
             "a temperature, or a missing normalization such as log_softmax).")
 
 
+def _rounding(dtype: torch.dtype) -> float:
+    """Relative rounding allowed in a sum of probabilities computed in ``dtype``."""
+    return 1e-4 if dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-9
+
+
+class _Proposal:
+    """A product over elements of smoothed marginal frequencies, fitted to draws of Bernoulli or one-hot tensors.
+
+    Args:
+        fitted: ``[M, *shape]`` draws per tensor (the model's own), each tensor's support "bernoulli" or
+            "one-hot" (the last dimension).
+        supports: one per tensor.
+    """
+
+    def __init__(self, fitted: list[Tensor], supports: list[str]):
+        self.supports, self.dtypes = supports, [t.dtype for t in fitted]
+        self.probs = []
+        for draws, support in zip(fitted, supports):
+            counts = draws.double().sum(0)  # [*shape]
+            if support == "bernoulli":  # q(z_i = 1), Krichevsky-Trofimov: (count + 1/2) / (M + 1)
+                self.probs.append((counts + 0.5) / (draws.shape[0] + 1))
+            else:  # each class of the last dimension: (count + 1/2) / (M + C/2)
+                self.probs.append((counts + 0.5) / (draws.shape[0] + 0.5 * draws.shape[-1]))
+
+    def sample(self, n_draws: int) -> tuple[list[Tensor], Tensor]:
+        """``n_draws`` draws ``[n_draws, *shape]`` per tensor, and their log r ``[n_draws]`` (float64)."""
+        draws, log_r = [], torch.zeros(n_draws, dtype=torch.float64, device=self.probs[0].device)
+        for probs, support, dtype in zip(self.probs, self.supports, self.dtypes):
+            if support == "bernoulli":
+                z = torch.bernoulli(probs.expand(n_draws, *probs.shape))
+                log_r = log_r + (z * probs.log() + (1 - z) * (-probs).log1p()).reshape(n_draws, -1).sum(1)
+            else:
+                z = torch.distributions.OneHotCategorical(probs=probs, validate_args=False).sample((n_draws,))
+                log_r = log_r + (z * probs.log()).reshape(n_draws, -1).sum(1)
+            draws.append(z.to(dtype))
+        return draws, log_r
+
+
+def _proposal_for(leaves: list[Tensor]) -> Optional[_Proposal]:
+    """The proposal fitted to draws ``[M, *shape]`` per tensor; None unless each is Bernoulli or one-hot."""
+    supports = [_infer_support(leaf) for leaf in leaves]
+    if any(support is None for support in supports):
+        return None
+    return _Proposal(leaves, supports)
+
+
+def _check_normalization(proposal: _Proposal, score: Callable[[list[Tensor]], Tensor], n_draws: int,
+                         false_failure_rate: float, where: str) -> None:
+    """``sum_z exp(score(z))`` is not significantly more than 1: importance sampling from ``proposal``.
+
+    Args:
+        proposal: r, covering every Bernoulli / one-hot value.
+        score: the log-probability ``[n_draws]`` of draws ``[n_draws, *shape]`` per tensor.
+        n_draws: draws from r.
+        false_failure_rate: the chance that a normalized ``log_prob`` fails (one-sided test).
+    """
+    draws, log_r = proposal.sample(n_draws)
+    with torch.no_grad():
+        log_prob = score(draws).double()  # [n_draws]
+    weights = (log_prob - log_r).exp()  # exp(log_prob) / r: mean 1 for a normalized log_prob
+    total, standard_error = weights.mean().item(), (weights.std() / math.sqrt(n_draws)).item()
+    threshold = critical_value(2 * false_failure_rate, 1, n_draws)  # one-sided
+    allowed = threshold * standard_error + _rounding(proposal.dtypes[0])
+    z = (total - 1) / max(standard_error, 1e-300)
+    _expect(total - 1 <= allowed,
+            f"`{where}`: exp(log_prob) sums to about {total:.4g} (standard error {standard_error:.2g}) over every "
+            f"configuration, not 1: `log_prob` is not normalized. (An importance-sampled sum: {n_draws} draws from "
+            f"a product of per-element frequencies of the model's own draws; z = {z:.1f}, "
+            f"threshold {threshold:.1f}.) Look for a missing term, e.g. a layer's log q(z1|x) or prior log p(z1), "
+            "an added constant, or a missing log_softmax.")
+
+
 def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     unique, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
     first = torch.full((len(unique),), rows.shape[0], dtype=torch.long, device=rows.device)
@@ -166,15 +256,20 @@ def _check_bit_probabilities(inf_net: InfNet, latents: Latents, n_samples: int, 
 
 
 def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequency_samples: int = 4000,
-                  false_failure_rate: float = 1e-3, relaxed_temperature: float = 0.5) -> None:
+                  normalization_samples: int = 4000, false_failure_rate: float = 1e-3,
+                  relaxed_temperature: float = 0.5) -> None:
     """Checks an InfNet against the contract the losses rely on.
 
     Args:
         inf_net: the inference network to check.
         data: a batch ``[batch, *data_shape]``.
         n_samples: K for the shape and vectorization checks (it and K + 1 are used, skipping the batch size).
-        frequency_samples: draws for the sample/log_prob agreement check (discrete latents only).
-        false_failure_rate: chance that a correct model fails the frequency check.
+        frequency_samples: draws for the sample/log_prob agreement check (discrete latents only); the
+            normalization check's proposal is fitted to them.
+        normalization_samples: draws from the proposal for the normalization check (Bernoulli and one-hot
+            latents only), at the first row of ``data``.
+        false_failure_rate: chance that a correct model fails the statistical checks (half of it for the
+            frequency check, half for the normalization check).
         relaxed_temperature: the temperature at which ``relaxed_rsample`` is checked (when
             ``has_relaxed_rsample``).
 
@@ -219,12 +314,19 @@ def check_inf_net(inf_net: InfNet, data: Tensor, *, n_samples: int = 3, frequenc
             one = inf_net(data[:1])
             draws = one.sample(frequency_samples)  # [1, M, ...]
             log_probs = one.log_prob(draws)[0]  # [M]
-        _check_frequencies(_rows(map_latents(lambda t: t[0], draws), 1), log_probs, false_failure_rate,
+        _check_frequencies(_rows(map_latents(lambda t: t[0], draws), 1), log_probs, false_failure_rate / 2,
                            f"{name}.sample / {name}.log_prob")
+        proposal = _proposal_for([leaf[0] for _, leaf in latent_leaves(draws)])
+        if proposal is not None:
+            def score(values: list[Tensor]) -> Tensor:
+                leaves = iter(values)
+                return one.log_prob(map_latents(lambda _: next(leaves).unsqueeze(0), draws))[0]  # [n_draws]
+            _check_normalization(proposal, score, normalization_samples, false_failure_rate / 2, f"{name}.log_prob")
 
 
 def check_gen_model(gen_model: GenModel, data: Tensor, latents: Optional[Latents] = None, *, n_samples: int = 3,
-                    frequency_samples: int = 4000, false_failure_rate: float = 1e-3) -> None:
+                    frequency_samples: int = 4000, normalization_samples: int = 4000,
+                    false_failure_rate: float = 1e-3) -> None:
     """Checks a GenModel against the contract the losses rely on.
 
     Args:
@@ -233,8 +335,12 @@ def check_gen_model(gen_model: GenModel, data: Tensor, latents: Optional[Latents
         latents: latents with leading ``[batch, n_samples]`` to score; by default drawn from
             ``gen_model.sample``.
         n_samples: K, when ``latents`` is not given (it and K + 1 are used, skipping the batch size).
-        frequency_samples: draws for the sample/log_prob agreement check (discrete data and latents only).
-        false_failure_rate: chance that a correct model fails the frequency check.
+        frequency_samples: draws for the sample/log_prob agreement check (discrete data and latents only);
+            the normalization check's proposal is fitted to them.
+        normalization_samples: draws from the proposal for the normalization check over data and latents
+            (Bernoulli and one-hot values only).
+        false_failure_rate: chance that a correct model fails the statistical checks (half of it for the
+            frequency check, half for the normalization check).
 
     Raises:
         ContractError: naming what is wrong and what to fix.
@@ -276,4 +382,11 @@ def check_gen_model(gen_model: GenModel, data: Tensor, latents: Optional[Latents
             scored = map_latents(lambda t: t.unsqueeze(1), z)  # [M, 1, ...]
             log_probs = gen_model(x, scored).log_prob(x, scored)[:, 0]  # [M]
         rows = torch.cat([x.reshape(frequency_samples, -1).double(), _rows(z, 1)], dim=1)
-        _check_frequencies(rows, log_probs, false_failure_rate, f"{name}.sample / {name}.log_prob")
+        _check_frequencies(rows, log_probs, false_failure_rate / 2, f"{name}.sample / {name}.log_prob")
+        proposal = _proposal_for([x] + [leaf for _, leaf in latent_leaves(z)])
+        if proposal is not None:
+            def score(values: list[Tensor]) -> Tensor:
+                leaves = iter(values[1:])
+                drawn = map_latents(lambda _: next(leaves).unsqueeze(1), z)  # [n_draws, 1, ...]
+                return gen_model(values[0], drawn).log_prob(values[0], drawn)[:, 0]  # [n_draws]
+            _check_normalization(proposal, score, normalization_samples, false_failure_rate / 2, f"{name}.log_prob")
