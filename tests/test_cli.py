@@ -231,9 +231,9 @@ def test_resume_refuses_any_setting_but_the_listed_ones(tmp_path, capsys):
     from blackbox_vae.cli.config import RESUME_MAY_CHANGE
 
     assert set(RESUME_MAY_CHANGE) == {"steps", "device", "log_every", "eval_every", "eval_k", "eval_size",
-                                      "checkpoint_every", "out", "output_bias", "compile", "snapshot_every",
-                                      "tensorboard"}  # output_bias and compile: initial
-    # values, and how the steps are run (not what they compute)
+                                      "checkpoint_every", "out", "output_bias", "compile", "threads",
+                                      "snapshot_every", "tensorboard"}  # output_bias: an initial value; compile
+    # and threads: how the steps are run (not what they compute)
     out = tmp_path / "run"
     train(out, "--layers", "4", "--loss", "rws")
     capsys.readouterr()

@@ -273,3 +273,29 @@ def test_tensorboard_without_the_package_is_one_line(user_project, monkeypatch, 
     out = user_project / "tb"
     assert main(["train", "--data", "rows.npy", "--tensorboard", "true", "--out", str(out)]) == 2
     assert "pip install 'blackbox_vae[tensorboard]'" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("pair", ["gaussian-elbo", "sbn-vimco"])
+def test_the_default_fused_adam_takes_the_steps_of_torch_s_default_adam(tmp_path, pair):
+    """The Trainer's default optimizer (Adam, fused) against torch.optim.Adam's default implementation: the
+    same parameters after 100 steps, to float32 rounding accumulated over the steps."""
+    from blackbox_vae import ELBOLoss, Trainer, VIMCOLoss
+    from blackbox_vae.models import GaussianMLPGenModel, GaussianMLPInfNet, SBNGenModel, SBNInfNet
+
+    def run(out, optimizer):
+        torch.manual_seed(0)
+        if pair == "gaussian-elbo":
+            loss, data = ELBOLoss(GaussianMLPInfNet(6, 3, [16]), GaussianMLPGenModel(6, 3, [16]), 2), torch.randn(64, 6)
+        else:
+            loss = VIMCOLoss(SBNInfNet(6, 3), SBNGenModel(6, 3), 3)
+            data = torch.bernoulli(torch.full((64, 6), 0.3))
+        trainer = Trainer(loss, data, out, optimizer=optimizer, steps=100, batch_size=16, log_every=50,
+                          eval_every=100, checkpoint_every=100, progress=False)
+        trainer.fit()
+        return trainer.optimizer, [p.detach().clone() for p in loss.parameters()]
+
+    fused, ours = run(tmp_path / "ours", None)
+    assert fused.param_groups[0]["fused"] is True
+    _, reference = run(tmp_path / "reference", lambda parameters: torch.optim.Adam(parameters, lr=1e-3))
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -110,6 +110,10 @@ class TrainerSettings:
     # resumed compiled or not (its random draws then differ from an uninterrupted run's).
     compile: Optional[bool] = setting(None, "torch.compile the loss (default: off; measured in "
                                       "docs/command_line.md)", resume=True, **BOOL)
+    # CPU threads (None or 0: as many as the cores other processes leave idle, re-measured every 2 s; see
+    # blackbox_vae/threads.py). A run may be resumed with other threads: only the speed changes.
+    threads: Optional[int] = setting(None, "CPU threads of a step (default 0: the cores other processes leave idle, "
+                                     "adapted as they come and go; N: exactly N)", type=int, resume=True)
     precision: str = setting("fp32", "bf16: the networks under bfloat16 autocast, log-probabilities and weights in "
                              "float32 (default {default})", choices=("fp32", "bf16"))
     # monitoring
@@ -137,6 +141,8 @@ class TrainerSettings:
         for name in ("steps", "batch_size", "log_every", "eval_every", "eval_k", "checkpoint_every", "seed",
                      "world_size"):
             setattr(self, name, _integer(name, getattr(self, name), minimum=0 if name == "seed" else 1))
+        if self.threads is not None:
+            self.threads = _integer("threads", self.threads, 0, "or 0 for the adaptive default")
         if self.seed >= 2**32:
             raise ConfigError(f"{_name('seed')} must be below 2**32; got {self.seed}.")
         if self.eval_size is not None:
