@@ -278,7 +278,7 @@ def test_tensorboard_without_the_package_is_one_line(user_project, monkeypatch, 
 @pytest.mark.parametrize("pair", ["gaussian-elbo", "sbn-vimco"])
 def test_the_default_fused_adam_takes_the_steps_of_torch_s_default_adam(tmp_path, pair):
     """The Trainer's default optimizer (Adam, fused) against torch.optim.Adam's default implementation: the
-    same parameters after 100 steps, to float32 rounding accumulated over the steps."""
+    same parameters after 100 steps, to float32 rounding accumulated over the steps (16 times what was measured)."""
     from blackbox_vae import ELBOLoss, Trainer, VIMCOLoss
     from blackbox_vae.models import GaussianMLPGenModel, GaussianMLPInfNet, SBNGenModel, SBNInfNet
 
@@ -297,5 +297,5 @@ def test_the_default_fused_adam_takes_the_steps_of_torch_s_default_adam(tmp_path
     fused, ours = run(tmp_path / "ours", None)
     assert fused.param_groups[0]["fused"] is True
     _, reference = run(tmp_path / "reference", lambda parameters: torch.optim.Adam(parameters, lr=1e-3))
-    for a, b in zip(ours, reference):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(ours, reference):  # measured: 6e-8 apart at most; amsgrad (another update) moves them 7e-6
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
