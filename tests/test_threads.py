@@ -1,4 +1,5 @@
-"""The CPU thread policy of training (blackbox_vae/threads.py): as many threads as idle cores, or --threads N."""
+"""The CPU thread policy of training (blackbox_vae/threads.py) and the speed-ups beside it: --threads N, the fast
+Bernoulli draw."""
 
 import json
 
@@ -68,3 +69,17 @@ def test_the_flag_sets_the_threads_records_them_and_may_change_on_resume(tmp_pat
 def test_a_negative_thread_count_is_named(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--threads", "-1", "--steps", "2"]) == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_draw_bernoulli_draws_ones_with_the_given_probabilities():
+    """1[u < p]: the frequency of ones within 5 standard errors of p, for p from 0 to 1 (0 and 1 exactly)."""
+    from blackbox_vae.models.deep_sbn import draw_bernoulli
+
+    torch.manual_seed(0)
+    probs = torch.tensor([0.0, 1e-3, 0.2, 0.5, 0.9, 1.0], dtype=torch.float64)
+    n = 200_000
+    draws = draw_bernoulli(probs.expand(n, -1))
+    assert set(draws.unique().tolist()) <= {0.0, 1.0} and draws.dtype == probs.dtype
+    frequency = draws.mean(0)
+    error = (probs * (1 - probs) / n).sqrt()
+    assert ((frequency - probs).abs() <= 5 * error).all(), (frequency, probs)
