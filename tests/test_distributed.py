@@ -126,7 +126,7 @@ RUNS = {
 }
 
 
-def sgd(parameters, lr):
+def sgd(parameters, lr, **implementation):  # Adam's other keywords (fused) do not apply to SGD
     return torch.optim.SGD(parameters, lr=lr)
 
 
