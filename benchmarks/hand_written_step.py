@@ -99,9 +99,10 @@ def build(settings: dict, data: Path, steps: int, out: Path):
     return config, build_run(config)
 
 
-def ours(settings, data, steps, out) -> float:
+def ours(settings, data, steps, out, optimizer=None) -> float:
+    """Milliseconds per step of `Trainer.fit` (``optimizer``: the Trainer's, None for its default)."""
     config, run = build(settings, data, steps, out)
-    trainer = Trainer(run.loss, run.dataset, out, steps=steps, batch_size=config.batch_size, log_every=steps,
+    trainer = Trainer(run.loss, run.dataset, out, optimizer=optimizer, steps=steps, batch_size=config.batch_size, log_every=steps,
                       eval_every=10 * steps, checkpoint_every=10 * steps, eval_size=24, eval_k=2, progress=False,
                       threads=torch.get_num_threads())
     return 1000 * trainer.fit(overwrite=True)["seconds"] / steps

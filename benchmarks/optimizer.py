@@ -14,40 +14,20 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from blackbox_vae import Trainer
-from blackbox_vae.cli.config import TrainConfig
-from blackbox_vae.cli.training import build_run
+sys.path.insert(0, str(Path(__file__).parent))
+from hand_written_step import MODELS, ours  # noqa: E402  (the same models, built the same way)
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = {
-    "784-200 SBN, VIMCO K=5, batch 24": dict(model="sbn", layers=[200], loss="vimco", batch_size=24),
-    "784-200-200-200 SBN, VIMCO K=5, batch 24": dict(model="sbn", layers=[200, 200, 200], loss="vimco",
-                                                    batch_size=24),
-    "784-200-200-200 SBN, RWS K=5, batch 24": dict(model="sbn", layers=[200, 200, 200], loss="rws",
-                                                  batch_size=24),
-    "Gaussian 784-200-200-50, IWAE k=5, batch 20": dict(model="gaussian", layers=[50], hidden=[200, 200],
-                                                        loss="iwae", batch_size=20),
-}
 OPTIMIZERS = {
     "torch.optim.Adam (default)": lambda parameters: torch.optim.Adam(parameters, lr=1e-3),
     "fused Adam (the Trainer's default)": None,
 }
-
-
-def ms_per_step(settings: dict, optimizer, steps: int, data: Path, out: Path) -> float:
-    config = TrainConfig(data="binarized-mnist", data_dir=str(data / "binarized_mnist"), n_samples=5,
-                         steps=steps, eval_every=10 * steps, checkpoint_every=10 * steps, log_every=steps,
-                         eval_size=24, eval_k=2, out=str(out), **settings).validate()
-    run = build_run(config)
-    trainer = Trainer(run.loss, run.dataset, out, optimizer=optimizer, steps=steps, batch_size=config.batch_size,
-                      log_every=steps, eval_every=10 * steps, checkpoint_every=10 * steps, eval_size=24, eval_k=2,
-                      progress=False, threads=torch.get_num_threads())  # the final evaluation: a few ms
-    return 1000 * trainer.fit(overwrite=True)["seconds"] / steps
 
 
 def main(argv=None) -> None:
@@ -65,7 +45,7 @@ def main(argv=None) -> None:
                 names = list(OPTIMIZERS) if repeat % 2 == 0 else list(reversed(OPTIMIZERS))
                 for model, settings in MODELS.items():
                     for name in names:
-                        ms = ms_per_step(settings, OPTIMIZERS[name], args.steps, args.data, Path(scratch) / "run")
+                        ms = ours(settings, args.data, args.steps, Path(scratch) / "run", OPTIMIZERS[name])
                         cells.setdefault((model, threads, name), []).append(ms)
                         print(f"{model} | {threads} thread(s) | {name}: {ms:.2f} ms/step", flush=True)
     default, fused = OPTIMIZERS
