@@ -1,7 +1,7 @@
 """Symmetric equilibrium learning vs the ELBO (ZGR) on hierarchical Bernoulli VAEs: random-code and limiting-chain FID.
 
     python benchmarks/symmetric.py [--data-root ../shared/data] [--runs runs/symmetric] [--steps 8000]
-        [--jobs 2] [--n 10000] [--draws 2] [--chain-steps 100] [--only mnist-ladder ...]
+        [--jobs 2] [--n 10000] [--draws 2] [--chain-steps 100] [--only mnist-ladder ...] [--export DIR]
 
 Flach, Schlesinger & Shekhovtsov (AISTATS 2024) train a two-layer Bernoulli VAE, z0 (30 bits, uniform) ->
 z1 (100 bits) -> x, by maximizing the ELBO (closed-form KLs, ZGR gradient) or by symmetric equilibrium
@@ -19,6 +19,9 @@ random-code FID, while the ELBO's grows several-fold.
    noise), decoded two ways (binary x ~ p(x|z) against the binarized test images, and E[x|z] against the
    grey-level test images). Figures are cached per run in ``RUN/samplers/``.
 3. Writes ``benchmarks/results/symmetric.{json,md}`` and ``docs/img/symmetric-EXPERIMENT.png``.
+
+With ``--export DIR`` it instead writes ``--n`` PNGs per trained run from random codes and from the limiting
+chain, and the test images (`blackbox-vae export-samples`), and prints the pytorch-fid command for each folder.
 """
 
 from __future__ import annotations
@@ -163,6 +166,30 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def export_all(args) -> None:
+    """``EXPORT/EXPERIMENT/METHOD/{random,limiting}/`` (``--n`` samples of each run, binary as the test images) and
+    ``EXPORT/DATA-test/`` (the binary test images), with the pytorch-fid commands that score them."""
+    from blackbox_vae.cli.export import export_samples
+
+    commands = []
+    for experiment in args.only:
+        data = EXPERIMENTS[experiment][0]
+        for method in METHODS:
+            out = args.runs / experiment / method
+            test = args.export / f"{data}-test"
+            if not (test / "export.json").is_file():
+                export_samples(out, min(args.n, 10000), test, from_data=True, overwrite=True, progress=False)
+            for label, name, options in (("random", "prior", {}),
+                                         ("limiting", "markov-chain", {"chain_steps": args.chain_steps})):
+                folder = args.export / experiment / method / label
+                if not (folder / "export.json").is_file():  # an interrupted export is redone; a finished one kept
+                    export_samples(out, args.n, folder, sampler=name, sampler_options=options, overwrite=True,
+                                   progress=False)
+                print(f"exported {folder}", flush=True)
+                commands.append(f"python -m pytorch_fid {folder} {test}")
+    print("Inception FID (pip install pytorch-fid; it downloads its weights once):\n" + "\n".join(commands))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
@@ -174,7 +201,11 @@ def main(argv=None) -> None:
     parser.add_argument("--chain-steps", type=int, default=100)
     parser.add_argument("--only", nargs="*", choices=tuple(EXPERIMENTS), default=list(EXPERIMENTS))
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--export", type=Path, help="instead of scoring: write --n PNGs per trained run and sampler "
+                        "(and the test images) under EXPORT, for pytorch-fid")
     args = parser.parse_args(argv)
+    if args.export is not None:
+        return export_all(args)
 
     jobs = [(experiment, method, args.runs / experiment / method,
              train_flags(experiment, method, args.data_root, args.steps, args.runs / experiment / method))

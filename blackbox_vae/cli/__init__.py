@@ -32,7 +32,8 @@ _positive_int, _bool = positive_int, boolean
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``blackbox-vae`` argument parser, with its ``train``, ``evaluate`` and ``sample`` subcommands.
+    """The ``blackbox-vae`` argument parser, with its ``train``, ``evaluate``, ``sample``, ``export-samples``
+    and ``train-classifier`` subcommands.
 
     The ``train`` flags default to "not given" (``argparse.SUPPRESS``), so that only the flags on the
     command line override the values of a ``--config`` file and of `TrainConfig`.
@@ -85,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--bn-passes", type=_positive_int, help="nvae: first re-estimate the batch-norm statistics on "
                         "this many batches of samples at the temperature (NVAE's readjustment)")
     _add_sampler_options(sample)
+
+    export = commands.add_parser("export-samples", help="one PNG per generated image (or per image of a split), for "
+                                 "external FID tools such as pytorch-fid")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("n", type=_positive_int, metavar="N", help="number of images")
+    export.add_argument("--dir", type=Path, required=True, help="the folder of the PNGs (created if missing)")
+    export.add_argument("--from-data", action="store_true", help="write the first N images of --split instead of "
+                        "samples (the other folder an FID tool compares with)")
+    export.add_argument("--split", choices=("test", "valid", "train"), default="test", help="with --from-data")
+    export.add_argument("--overwrite", action="store_true", help="remove the PNGs already in --dir first")
+    export.add_argument("--device", default="cpu")
+    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--progress", type=_bool, help="show a progress bar (default: on a terminal)")
+    _add_sampler_options(export)
 
     classifier = commands.add_parser("train-classifier", help="train and cache the feature network of --fid")
     classifier.add_argument("--data", choices=("mnist", "fashion-mnist", "digits"), required=True)
@@ -278,6 +293,15 @@ def main(argv: list[str] | None = None) -> int:
 
             result = train_classifier(args.data, args.data_dir, args.seed, args.epochs)
             print(f"{result['feature_network']}: trained in {result['seconds']:.0f} s; cached at {result['path']}")
+        elif args.command == "export-samples":
+            from blackbox_vae.cli.export import export_samples
+
+            sampler, options = _sampler_choice(args)
+            record = export_samples(args.run_dir, args.n, args.dir, args.from_data, args.split, args.device, args.seed,
+                                    sampler, options, args.overwrite, args.progress)
+            print(f"wrote {record['n']} PNGs to {args.dir}/ ({record['source']}); score two such folders with "
+                  f"Inception features: python -m pytorch_fid {args.dir} OTHER_FOLDER (pip install pytorch-fid; "
+                  "it fetches its weights once)")
         else:
             from blackbox_vae.cli.commands import sample
 
