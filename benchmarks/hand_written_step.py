@@ -1,12 +1,14 @@
 """The whole training step, ours against the same step written by hand in eager PyTorch with the default
 ``torch.optim.Adam``, on the paper models. Milliseconds per step; the goal (issue 30) is ours >= 1.3x faster.
 
-    python benchmarks/hand_written_step.py [--steps 1000] [--repeats 3] [--threads 1] [--data ../shared/data]
+    python benchmarks/hand_written_step.py [--steps 1000] [--repeats 3] [--threads 1 | 0] [--data ../shared/data]
         [--results benchmarks/results/hand_written_step.md]
 
 Ours is `Trainer.fit` with its defaults (fused Adam, the library's estimators and models) and fixed threads,
 timed over its loop (``steps`` steps; evaluation and checkpoints pushed past the end, one tiny final
-evaluation). By hand: the loop a user writes — a random batch of the training rows, ``zero_grad``, the
+evaluation). ``--threads N`` fixes both ways at N threads; ``--threads 0`` runs each at its default, as a user
+meets them: ours at its thread policy (as many threads as idle cores), the hand-written loop at torch's (one
+per core). By hand: the loop a user writes — a random batch of the training rows, ``zero_grad``, the
 estimator's surrogate on hand-written log-probabilities (``binary_cross_entropy_with_logits``,
 ``torch.bernoulli``), ``backward``, ``Adam.step()``. VIMCO by hand uses the usual K x K leave-one-out matrix.
 Repeats are interleaved (ours, hand; then hand, ours). Nothing else should run on the machine.
@@ -104,12 +106,13 @@ def ours(settings, data, steps, out, optimizer=None) -> float:
     config, run = build(settings, data, steps, out)
     trainer = Trainer(run.loss, run.dataset, out, optimizer=optimizer, steps=steps, batch_size=config.batch_size, log_every=steps,
                       eval_every=10 * steps, checkpoint_every=10 * steps, eval_size=24, eval_k=2, progress=False,
-                      threads=torch.get_num_threads())
+                      threads=THREADS["ours"])
     return 1000 * trainer.fit(overwrite=True)["seconds"] / steps
 
 
 def by_hand(settings, data, steps, out) -> float:
     config, run = build(settings, data, steps, out)
+    torch.set_num_threads(THREADS["hand"])  # ours may have changed it (its default adapts to idle cores)
     q, p = run.loss.inf_net, run.loss.gen_model
     surrogate = hand_gaussian(q, p, 5) if settings["model"] == "gaussian" else hand_sbn(q, p, 5, settings["loss"])
     rows = run.dataset.train
@@ -123,15 +126,23 @@ def by_hand(settings, data, steps, out) -> float:
     return 1000 * (time.perf_counter() - started) / steps
 
 
+#: threads of each way: fixed by --threads N, or each one's default with --threads 0 (ours: 0, its policy of as
+#: many threads as idle cores; by hand: torch's own default, one per core)
+THREADS = {"ours": 1, "hand": 1}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="threads of both ways (0: each one's default)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "hand_written_step.md")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        THREADS.update(ours=args.threads, hand=args.threads)
+    else:
+        THREADS.update(ours=0, hand=torch.get_num_threads())
     ways = {"ours": ours, "by hand": by_hand}
     cells: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -142,8 +153,10 @@ def main(argv=None) -> None:
                     cells.setdefault((model, name), []).append(ms)
                     print(f"{model} | {name}: {ms:.2f} ms/step", flush=True)
     lines = [f"<!-- written by benchmarks/hand_written_step.py on {platform.machine()}, torch {torch.__version__}, "
-             f"{os.cpu_count()} cores, {args.threads} thread(s), {args.steps} steps, {args.repeats} interleaved "
-             "repeats -->",
+             f"{os.cpu_count()} cores, "
+             + (f"{args.threads} thread(s)" if args.threads else
+                f"each at its default threads (ours: --threads 0; by hand: torch's {THREADS['hand']})")
+             + f", {args.steps} steps, {args.repeats} interleaved repeats -->",
              "| model | ours (ms/step) | by hand, default Adam (ms/step) | hand / ours |",
              "| --- | --- | --- | --- |"]
     for model in MODELS:

@@ -699,6 +699,16 @@ MUTANTS = [
            "directory / f\"{start + offset:0{width}d}.png\"",
            "directory / f\"{offset:0{width}d}.png\"",
            ("tests/test_export.py -k numbered",)),
+    Mutant("deep SBN: the shared side's softplus counted once per data point, not once per sample",
+           "blackbox_vae/models/deep_sbn.py",
+           "    return _dot_last(logits, value) - softplus(logits).sum(-1)",
+           "    return _dot_last(logits, value) - softplus(logits).sum(-1).mean()",
+           ("tests/test_bernoulli_log_prob.py", "tests/test_gradients.py")),
+    Mutant("deep SBN: the shared side's dot product transposed the wrong way",
+           "blackbox_vae/models/deep_sbn.py",
+           "            return (b @ a.transpose(-1, -2)).squeeze(-1)",
+           "            return (a @ b.transpose(-1, -2)).squeeze(-1)",
+           ("tests/test_bernoulli_log_prob.py", "tests/test_gradients.py")),
 ]
 
 
