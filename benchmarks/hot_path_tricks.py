@@ -190,7 +190,7 @@ GAUSSIAN_CELLS = tuple(c for c in ALL_CELLS if c.startswith("gaussian"))
 TRICKS = [
     Trick("per-call state (params_, log_q_/log_p_, the device check's parameter) without nn.Module.__setattr__",
           "_call_state.set_call_state, Loss._check_device", True, NOTHING, _per_call_state_plain, ALL_CELLS),
-    Trick("private ATen binary_cross_entropy_with_logits with expand", "deep_sbn.bernoulli_log_prob", True,
+    Trick("v.l - softplus(l), the shared side once (was: private ATen BCE with expand)", "deep_sbn.bernoulli_log_prob", True,
           NOTHING, lambda: replaced((deep_sbn_module, "bernoulli_log_prob", _bce_functional)), SBN_CELLS),
     Trick("RWS wake terms merged into one weighted sum", "RWSLoss._estimate", True, NOTHING, _rws_separate_wake_terms,
           ("sbn-784-200 rws K=2", "sbn-100-20 rws K=5")),
