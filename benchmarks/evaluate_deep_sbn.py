@@ -1,29 +1,57 @@
-"""The k = 5000 test bound of the 784-200-200-200 SBN, drawing q's Bernoulli layers with ``torch.bernoulli`` (before)
-and with `draw_bernoulli` (1[u < p], now), interleaved in one run.
+"""The k = 5000 test bound of the 784-200-200-200 SBN, the code before issue 30 against the code now, interleaved
+in one run.
 
     python benchmarks/evaluate_deep_sbn.py [--run benchmarks/long_runs/state/vimco-k5] [--images 300] [--repeats 2]
-        [--results benchmarks/results/evaluate_deep_sbn.md]
+        [--baseline 502c265] [--results benchmarks/results/evaluate_deep_sbn.md]
 
-The model is the long run's trained VIMCO SBN when its checkpoint is there (else the same architecture with random
-parameters on binarized MNIST). Seconds for ``--images`` test images, extrapolated to the 10,000 of the split, on 1
-and 2 threads; medians over repeats in alternating order. Nothing else should run on the machine.
+Before is a git worktree of ``--baseline`` (default: the commit before issue 30's first change: ``torch.bernoulli``
+draws, log-probabilities by ``Bernoulli.log_prob``-style elementwise passes), checked out into a temporary folder
+and run with PYTHONPATH pointing at it; now is this checkout. Both load the same trained model (the long run's VIMCO
+SBN, ``--run``) and compute the bound of ``evaluate`` (`log_likelihood_bound`, 100 images a batch) on the first
+``--images`` test images, from the same seed, each in a fresh process. Seconds are extrapolated to the 10,000
+images of the split, on 1 and 2 threads; medians over repeats in alternating order. The mean bounds of the two
+differ only by the Monte Carlo error of k = 5000 (their draws differ), which the table gives as the standard error
+of the per-image difference. Nothing else should run on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import statistics
-import time
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
-from blackbox_vae.evaluation import log_likelihood_bound
-from blackbox_vae.models import deep_sbn
-
 ROOT = Path(__file__).resolve().parents[1]
-DRAWS = {"torch.bernoulli (before)": torch.bernoulli, "draw_bernoulli (now)": deep_sbn.draw_bernoulli}
+
+#: what each process runs: load the run with that version's loader, time the bound, print seconds and bounds
+MEASURE = """
+import json, sys, time, torch
+from blackbox_vae.cli.commands import load_run
+from blackbox_vae.evaluation import log_likelihood_bound
+run_dir, images, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+run = load_run(run_dir, "cpu")[0]
+data = run.dataset.test[:images]
+torch.manual_seed(0)
+started = time.perf_counter()
+with torch.no_grad():
+    bound = log_likelihood_bound(run.inf_net, run.gen_model, data, 5000, batch_size=100)
+print(json.dumps({"seconds": time.perf_counter() - started, "bounds": bound.tolist()}))
+"""
+
+
+def measure(source: Path, run: Path, images: int, threads: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, "-c", MEASURE, str(run), str(images), str(threads)], env=env, cwd=source,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> None:
@@ -31,37 +59,42 @@ def main(argv=None) -> None:
     parser.add_argument("--run", type=Path, default=ROOT / "benchmarks" / "long_runs" / "state" / "vimco-k5")
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--baseline", default="502c265")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "evaluate_deep_sbn.md")
     args = parser.parse_args(argv)
-    from blackbox_vae.cli.commands import load_run
-
-    run, _ = load_run(args.run, "cpu")
-    data = run.dataset.test[:args.images]
-    cells: dict[tuple[int, str], list[tuple[float, float]]] = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        for repeat in range(args.repeats):
-            for name in (DRAWS if repeat % 2 == 0 else reversed(DRAWS)):
-                deep_sbn.draw_bernoulli = DRAWS[name]  # what the models call
-                torch.manual_seed(0)
-                started = time.perf_counter()
-                with torch.no_grad():
-                    bound = log_likelihood_bound(run.inf_net, run.gen_model, data, 5000, batch_size=100)
-                seconds = time.perf_counter() - started
-                cells.setdefault((threads, name), []).append((seconds, bound.mean().item()))
-                print(f"{threads} thread(s) | {name}: {seconds:.2f} s, bound {bound.mean().item():.3f}", flush=True)
-    deep_sbn.draw_bernoulli = DRAWS["draw_bernoulli (now)"]
-    before, now = DRAWS
+    run = args.run.resolve()
+    cells: dict[tuple[int, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        before = Path(scratch) / "before"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.baseline],
+                       check=True, capture_output=True)
+        try:
+            sources = {f"before ({args.baseline})": before, "now": ROOT}
+            for threads in (1, 2):
+                for repeat in range(args.repeats):
+                    for name in (sources if repeat % 2 == 0 else reversed(sources)):
+                        result = measure(sources[name], run, args.images, threads)
+                        cells.setdefault((threads, name), []).append(result)
+                        mean = statistics.fmean(result["bounds"])
+                        print(f"{threads} thread(s) | {name}: {result['seconds']:.2f} s, bound {mean:.3f}", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
+    first, second = sources
     lines = [f"<!-- written by benchmarks/evaluate_deep_sbn.py on {platform.machine()}, torch {torch.__version__}, "
-             f"{args.images} test images of {args.run.name}, k = 5000, {args.repeats} repeats -->",
-             "| threads | before (s, 10,000 images) | now (s, 10,000 images) | before / now | mean bound before / now |",
-             "| --- | --- | --- | --- | --- |"]
+             f"{os.cpu_count()} cores, {args.images} test images of {args.run.name}, k = 5000, {args.repeats} "
+             "repeats -->",
+             f"| threads | {first} (s, 10,000 images) | now (s, 10,000 images) | before / now | mean bound before "
+             "/ now | standard error of the difference |",
+             "| --- | --- | --- | --- | --- | --- |"]
     scale = 10_000 / args.images
     for threads in (1, 2):
-        a = statistics.median(s for s, _ in cells[(threads, before)]) * scale
-        b = statistics.median(s for s, _ in cells[(threads, now)]) * scale
-        bounds = f"{cells[(threads, before)][0][1]:.3f} / {cells[(threads, now)][0][1]:.3f}"
-        lines.append(f"| {threads} | {a:.0f} | {b:.0f} | {a / b:.2f} | {bounds} |")
+        a = statistics.median(r["seconds"] for r in cells[(threads, first)]) * scale
+        b = statistics.median(r["seconds"] for r in cells[(threads, second)]) * scale
+        x, y = cells[(threads, first)][0]["bounds"], cells[(threads, second)][0]["bounds"]
+        differences = [u - v for u, v in zip(x, y)]
+        error = statistics.stdev(differences) / len(differences) ** 0.5
+        lines.append(f"| {threads} | {a:.0f} | {b:.0f} | {a / b:.2f} | {statistics.fmean(x):.3f} / "
+                     f"{statistics.fmean(y):.3f} | {error:.3f} |")
     args.results.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

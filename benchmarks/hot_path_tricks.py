@@ -190,7 +190,8 @@ GAUSSIAN_CELLS = tuple(c for c in ALL_CELLS if c.startswith("gaussian"))
 TRICKS = [
     Trick("per-call state (params_, log_q_/log_p_, the device check's parameter) without nn.Module.__setattr__",
           "_call_state.set_call_state, Loss._check_device", True, NOTHING, _per_call_state_plain, ALL_CELLS),
-    Trick("v.l - softplus(l), the shared side once (was: private ATen BCE with expand)", "deep_sbn.bernoulli_log_prob", True,
+    Trick("Bernoulli log-likelihood: the ATen BCE kernel below 2^15 values, v.l - softplus(l) from there",
+          "_distributions.bernoulli_log_prob (as deep_sbn calls it)", True,
           NOTHING, lambda: replaced((deep_sbn_module, "bernoulli_log_prob", _bce_functional)), SBN_CELLS),
     Trick("RWS wake terms merged into one weighted sum", "RWSLoss._estimate", True, NOTHING, _rws_separate_wake_terms,
           ("sbn-784-200 rws K=2", "sbn-100-20 rws K=5")),
@@ -261,6 +262,9 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hot_path_tricks"))
     args = parser.parse_args(argv)
     tricks = [t for t in TRICKS if not args.only or any(s in t.name for s in args.only)]
+    kept = {}  # with --only, the other tricks' rows of the results file stay as they were measured
+    if args.only and args.out.with_suffix(".json").exists():
+        kept = {r["trick"]: r for r in json.loads(args.out.with_suffix(".json").read_text())["tricks"]}
     results = []
     for trick in tricks:
         rows = [time_pair(trick, cell, args.batch_size, args.repeats) for cell in trick.cells]
@@ -269,6 +273,8 @@ def main(argv=None):
                         "best_gain": best["gain"], "best_cell": best["cell"], "pays": best["gain"] >= 0.03})
         print(f"{trick.name}: best {best['gain'] * 100:+.1f}% ({best['cell']}); "
               + ", ".join(f"{r['cell']} {r['gain'] * 100:+.1f}%" for r in rows), flush=True)
+    measured = {r["trick"]: r for r in results}
+    results = [measured.get(t.name) or kept[t.name] for t in TRICKS if t.name in measured or t.name in kept]
     setup = (f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads, CPU; batch "
              f"{args.batch_size}; median of {args.repeats} interleaved steps per variant")
     lines = [setup, "", "| trick | where | best gain (cell) | all cells | in the code? |", "| --- | --- | --- | --- | --- |"]

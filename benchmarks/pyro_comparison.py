@@ -20,7 +20,9 @@ Models (batch 64, binary data):
 All Pyro ELBOs vectorize particles (``vectorize_particles=True``); validation is off in all three
 (``pyro.enable_validation(False)``, ``validate=False``, ``validate_args=False``). Each cell is the median
 of ``--repeats`` steps (forward and backward), the implementations interleaved step by step after
-warm-up, in one process. Results go to ``--out`` as Markdown and JSON.
+warm-up, in one process. The whole-step columns add the optimizer: ours with the Trainer's (fused Adam), the
+hand-written step with the default ``torch.optim.Adam``, as a user writes it. "Pyro / ours before" is the ratio of
+the results file this run replaces. Results go to ``--out`` as Markdown and JSON.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from blackbox_vae import ELBOLoss, IWAELoss, RWSLoss, ScoreFunctionLoss, VIMCOLoss
 from blackbox_vae.models import DeepSBNGenModel, DeepSBNInfNet, GaussianMLPGenModel, GaussianMLPInfNet
+from blackbox_vae.trainer import default_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # user_style_models.py, beside this file
 
@@ -188,6 +191,19 @@ def ours_step(loss):
     return lambda x: loss(x).backward()
 
 
+def with_whole_steps(steps: dict, params) -> dict:
+    """Adds the whole steps, optimizer included: ours with the Trainer's optimizer (`default_optimizer`: fused Adam)
+    as "ours + Adam", the hand-written one with the default ``torch.optim.Adam`` as "hand + Adam" (the
+    gradients are cleared before every timed step, as ``zero_grad(set_to_none=True)`` does)."""
+    def whole(step, optimizer):
+        def run(x):
+            step(x)
+            optimizer.step()
+        return run
+    return {**steps, "ours + Adam": whole(steps["ours"], default_optimizer(params, 1e-3)),
+            "hand + Adam": whole(steps["hand"], torch.optim.Adam(params, lr=1e-3))}
+
+
 def with_compiled(steps: dict, loss, compile_step: bool) -> dict:
     """Adds ``torch.compile(loss)``'s step as "compiled" (fresh compiler caches per cell: no recompile limits)."""
     if not compile_step:
@@ -274,7 +290,8 @@ def sbn_cells(data_dim, layers, ks, batch, repeats, device, compile_step):
         }
         for pair, (ours, elbo, hand) in pairs.items():
             kk = ours.n_samples
-            steps = {"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide), "hand": hand}
+            steps = with_whole_steps({"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide), "hand": hand},
+                                     params)
             result = time_interleaved(with_compiled(steps, ours, compile_step), x, params, repeats, device)
             rows.append({"model": "SBN " + "-".join(map(str, [data_dim, *layers])), "pair": pair, "K": kk, **result})
     return rows
@@ -299,7 +316,8 @@ def gaussian_cells(data_dim, latent_dim, ks, batch, repeats, device, compile_ste
                                            hand_gaussian(q, p, k, "iwae")),
         }
         for pair, (ours, elbo, hand) in pairs.items():
-            steps = {"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide), "hand": hand}
+            steps = with_whole_steps({"ours": ours_step(ours), "pyro": pyro_step(elbo, model, guide), "hand": hand},
+                                     params)
             result = time_interleaved(with_compiled(steps, ours, compile_step), x, params, repeats, device)
             rows.append({"model": f"Gaussian {data_dim}-{latent_dim}", "pair": pair, "K": k, **result})
     return rows
@@ -313,7 +331,8 @@ def vimco_cells(ks, batch, repeats, device, compile_step):
         q, p = DeepSBNInfNet(784, [200]).to(device), DeepSBNGenModel(784, [200]).to(device)
         params = list(q.parameters()) + list(p.parameters())
         ours = VIMCOLoss(q, p, k, validate=False)
-        steps = with_compiled({"ours": ours_step(ours), "hand": hand_vimco_quadratic(q, p, k)}, ours, compile_step)
+        steps = with_compiled(with_whole_steps({"ours": ours_step(ours), "hand": hand_vimco_quadratic(q, p, k)},
+                                               params), ours, compile_step)
         result = time_interleaved(steps, x, params, max(3, repeats // (1 + k // 100)), device)
         rows.append({"model": "SBN 784-200", "pair": "VIMCO vs hand-written (K x K)", "K": k, **result})
     return rows
@@ -332,18 +351,21 @@ def user_cells(layer_sets, k, batch, repeats, device, compile_step):
         params = list(q.parameters()) + list(p.parameters())
         for name, ours, estimator in (("RWS (wake), user-style models", RWSLoss(q, p, k, phi_update="wake"), "rws"),
                                       ("VIMCO, user-style models", VIMCOLoss(q, p, k), "vimco")):
-            steps = with_compiled({"ours": ours_step(ours), "hand": hand_step(q, p, k, estimator)}, ours,
-                                  compile_step)
+            steps = with_compiled(with_whole_steps({"ours": ours_step(ours), "hand": hand_step(q, p, k, estimator)},
+                                                   params), ours, compile_step)
             result = time_interleaved(steps, x, params, repeats, device)
             rows.append({"model": "SBN " + "-".join(map(str, [784, *layers])), "pair": name, "K": k, **result})
     return rows
 
 
-def markdown(rows) -> str:
+def markdown(rows, before: dict | None = None) -> str:
+    """The table; ``before``: the previous run's Pyro / ours per (model, pair, K), shown beside this run's."""
     compiled = any("compiled" in row for row in rows)
     columns = ["model", "estimators (ours vs Pyro)", "K", "ours ms", "Pyro ms", "hand-written ms"]
     columns += ["compiled ms"] if compiled else []
-    columns += ["Pyro / ours", "ours / hand"] + (["compiled / hand"] if compiled else [])
+    columns += ["Pyro / ours"] + (["Pyro / ours before"] if before else []) + ["ours / hand"]
+    columns += ["compiled / hand"] if compiled else []
+    columns += ["ours + Adam ms", "hand + default Adam ms", "hand + default Adam / ours + Adam"]
     columns += ["peak MiB ours / Pyro / hand"]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
 
@@ -353,8 +375,14 @@ def markdown(rows) -> str:
     for row in rows:
         cells = [row["model"], row["pair"], str(row["K"]), ms(row, "ours"), ms(row, "pyro"), ms(row, "hand")]
         cells += [ms(row, "compiled")] if compiled else []
-        cells += [f"{row['pyro'] / row['ours']:.2f}x" if "pyro" in row else "—", f"{row['ours'] / row['hand']:.3f}"]
+        cells += [f"{row['pyro'] / row['ours']:.2f}x" if "pyro" in row else "—"]
+        if before:
+            old = before.get((row["model"], row["pair"], row["K"]))
+            cells += [f"{old:.2f}x" if old else "—"]
+        cells += [f"{row['ours'] / row['hand']:.3f}"]
         cells += [f"{row['compiled'] / row['hand']:.3f}" if "compiled" in row else "—"] if compiled else []
+        cells += [ms(row, "ours + Adam"), ms(row, "hand + Adam"),
+                  f"{row['hand + Adam'] / row['ours + Adam']:.3f}" if "hand + Adam" in row else "—"]
         cells += [" / ".join(f"{row[f'{name} peak MiB']:.1f}" if f"{name} peak MiB" in row else "—"
                              for name in ("ours", "pyro", "hand"))]
         lines.append("| " + " | ".join(cells) + " |")
@@ -395,7 +423,11 @@ def main(argv=None):
                + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     setup = (f"torch {torch.__version__}, pyro {pyro.__version__}, {machine}; batch {args.batch_size}; "
              f"median of {args.repeats} interleaved steps")
-    text = f"{setup}\n\n{markdown(rows)}\n"
+    before = None
+    if args.out.with_suffix(".json").exists():  # the previous run's ratios, for the "before" column
+        previous = json.loads(args.out.with_suffix(".json").read_text())["rows"]
+        before = {(row["model"], row["pair"], row["K"]): row["pyro"] / row["ours"] for row in previous if "pyro" in row}
+    text = f"{setup}\n\n{markdown(rows, before)}\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)

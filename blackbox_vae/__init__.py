@@ -21,6 +21,7 @@ every log-probability ``[batch, n_samples]``.
 from blackbox_vae.evaluation import log_likelihood_bound
 from blackbox_vae.gen_model import DistributionGenModel, GenModel
 from blackbox_vae.inf_net import DistributionInfNet, InfNet
+from blackbox_vae.layered import LayeredInfNet
 from blackbox_vae.latents import Latents
 from blackbox_vae.losses import (
     ARMLoss,
@@ -51,6 +52,7 @@ __all__ = [
     "InfNet",
     "GenModel",
     "DistributionInfNet",
+    "LayeredInfNet",
     "DistributionGenModel",
     "Latents",
     "RelaxedBernoulliInfNet",

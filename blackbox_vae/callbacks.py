@@ -141,7 +141,7 @@ class TensorBoardCallback(Callback):
         if row["active_bits"] != "":
             writer.add_scalar("latents/active_bits", row["active_bits"], step)
         if trainer.image_shape is not None:
-            from blackbox_vae.cli.plots import image_grid
+            from blackbox_vae.images import image_grid
 
             generated, _, reconstructions = sample_and_reconstruct(trainer, 36, step)
             for tag, images in (("samples", generated), ("reconstructions", reconstructions)):

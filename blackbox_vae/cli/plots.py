@@ -8,11 +8,13 @@ from typing import Optional, Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only, no display
+matplotlib.use("Agg")  # the command line's figures: files only, no display (the library's images choose none)
 
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from blackbox_vae.images import image_grid  # noqa: E402  (here too, for the command line's callers)
 
 __all__ = ["plot_loss_curve", "image_grid", "save_image_grids", "save_scatter"]
 
@@ -51,21 +53,6 @@ def plot_loss_curve(history: Sequence[float], metrics: list[dict], path: Path, t
     axis.legend()
     figure.tight_layout()
     save_figure(figure, path)
-
-
-def image_grid(images: Tensor, image_shape: Sequence[int], columns: Optional[int] = None) -> Tensor:
-    """Flattened images ``[n, prod(image_shape)]`` tiled into one array with 1-pixel gaps: ``[rows*h, columns*w]``
-    for ``image_shape`` ``(H, W)`` or ``(1, H, W)``, ``[rows*h, columns*w, 3]`` (RGB) for ``(3, H, W)``."""
-    channels, height, width = (1, *image_shape) if len(image_shape) == 2 else tuple(image_shape)
-    n = images.shape[0]
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    grid = torch.full((rows * (height + 1) - 1, columns * (width + 1) - 1, channels), 0.3)  # light-grey gaps
-    for index, image in enumerate(images.reshape(n, channels, height, width).float().cpu()):
-        r, c = divmod(index, columns)
-        grid[r * (height + 1): r * (height + 1) + height, c * (width + 1): c * (width + 1) + width] = \
-            image.permute(1, 2, 0)
-    return grid[..., 0] if channels == 1 else grid
 
 
 def save_image_grids(panels: list[tuple[str, Tensor]], image_shape: Sequence[int], path: Path, *,

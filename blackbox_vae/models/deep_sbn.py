@@ -1,7 +1,7 @@
 """Sigmoid belief networks with several stochastic layers (e.g. 200-200-200, as in the VIMCO/NVIL/RWS papers).
 
 Latents are a tuple ``(z_1, ..., z_L)``, z_1 next to the data, each ``[batch, n_samples, H_l]`` in {0, 1}.
-Written directly against InfNet/GenModel, with log-likelihoods by the ``binary_cross_entropy_with_logits`` kernel.
+Written directly against InfNet/GenModel, with the Bernoulli log-likelihood and draws of `blackbox_vae._distributions`.
 """
 
 from __future__ import annotations
@@ -11,54 +11,16 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 from torch.distributions import RelaxedBernoulli
-from torch.nn.functional import softplus
 
 from blackbox_vae._call_state import set_call_state
+from blackbox_vae._distributions import bernoulli_log_prob, draw_bernoulli
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet, _check_n_samples
 from blackbox_vae.models._mlp import mlp
 from blackbox_vae.relaxed import check_temperature, straight_through_sample
 from blackbox_vae.zgr import bernoulli_zgr
 
-__all__ = ["DeepSBNInfNet", "DeepSBNGenModel", "bernoulli_log_prob", "draw_bernoulli"]
-
-
-def bernoulli_log_prob(logits: Tensor, value: Tensor) -> Tensor:
-    """sum over the last dimension of log Bernoulli(value; sigmoid(logits)), broadcasting the two.
-
-    ``value`` may be relaxed (in [0, 1]): the expression is linear in it.
-    """
-    # log Bernoulli(v; sigmoid(l)) = v l - softplus(l). Summed, v . l is a dot product, a matrix product where
-    # one side is shared by the K samples (q(z_1|x)'s logits [B, 1, H], the data [B, 1, D], a prior's [H]), and
-    # softplus runs on the logits' own shape: once per data point for q(z_1|x), once in all for the prior,
-    # where binary_cross_entropy_with_logits ran on every sample's copy. Softplus (exp and log1p) is the
-    # costly pass: the k = 5000 bound of the trained 784-200-200-200 SBN took 112-117 ms per image against
-    # 125-134 ms (one thread, 20 test images, interleaved; same bound to 1e-4).
-    return _dot_last(logits, value) - softplus(logits).sum(-1)
-
-
-def _dot_last(a: Tensor, b: Tensor) -> Tensor:
-    """sum over the last dimension of ``a * b``, broadcasting, without materializing a side that is expanded."""
-    if a.shape == b.shape:
-        return (a * b).sum(-1)
-    if a.dim() == 1:
-        return b @ a
-    if b.dim() == 1:
-        return a @ b
-    if a.dim() == b.dim() and a.dim() >= 2:
-        if a.shape[-2] == 1 and a.shape[:-2] == b.shape[:-2]:  # [..., 1, H] against [..., K, H]
-            return (b @ a.transpose(-1, -2)).squeeze(-1)
-        if b.shape[-2] == 1 and a.shape[:-2] == b.shape[:-2]:
-            return (a @ b.transpose(-1, -2)).squeeze(-1)
-    return torch.linalg.vecdot(a, b)
-
-
-def draw_bernoulli(probs: Tensor) -> Tensor:
-    """z ~ Bernoulli(probs), elementwise, as 1[u < p] with u ~ U[0, 1): on the CPU the very draws of
-    ``torch.bernoulli(probs)`` (the same uniform stream, compared the same way), which runs element by element
-    and took 2.9x as long at the shapes of evaluation ([100, 50, 600]: 32 ms against 11 ms on one thread; the
-    k = 5000 test bound of the 784-200-200-200 SBN 1.15x faster, benchmarks/results/evaluate_deep_sbn.md)."""
-    return (torch.rand_like(probs) < probs).to(probs.dtype)
+__all__ = ["DeepSBNInfNet", "DeepSBNGenModel", "bernoulli_log_prob", "draw_bernoulli"]  # the two re-exported
 
 
 def _check_layers(layers: Sequence[int], owner: str) -> list[int]:

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, RelaxedBernoulli
 
 from blackbox_vae._call_state import set_call_state
+from blackbox_vae._distributions import bernoulli_log_prob
 from blackbox_vae.gen_model import GenModel
 from blackbox_vae.inf_net import InfNet
 from blackbox_vae.models._mlp import mlp
-from blackbox_vae.models.deep_sbn import bernoulli_log_prob
 from blackbox_vae.relaxed import check_temperature, straight_through_sample
 from blackbox_vae.zgr import bernoulli_zgr
 

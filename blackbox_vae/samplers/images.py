@@ -34,21 +34,11 @@ def infer_image_shape(data_shape: Sequence[int], image_shape: Optional[Sequence[
 def write_images(samples: Tensor, directory: Path, image_shape: Optional[Sequence[int]] = None) -> None:
     """Writes ``samples [N, *data_shape]`` (values in [0, 1]; dark on light, as the command line's grids) as
     ``directory/00000.png``, ... and ``grid.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from blackbox_vae.cli.files import write_atomically
-    from blackbox_vae.cli.plots import image_grid
+    from blackbox_vae.images import image_grid, write_png
 
     shape = infer_image_shape(samples.shape[1:], image_shape)
     directory.mkdir(parents=True, exist_ok=True)
     images = samples.detach().cpu().float().clamp(0, 1).reshape(-1, *shape)
-    def write(path: Path, array) -> None:  # whole or not at all, with one line naming the path on failure
-        write_atomically(path, lambda handle: plt.imsave(handle, array, format="png", cmap="gray_r", vmin=0.0,
-                                                         vmax=1.0))
-
-    for index, image in enumerate(images):
-        write(directory / f"{index:05d}.png", image.numpy())
-    write(directory / "grid.png", image_grid(images.reshape(len(images), -1), shape).numpy())
+    for index, image in enumerate(images):  # whole or not at all, one line naming the path on failure
+        write_png(directory / f"{index:05d}.png", image_grid(image.reshape(1, -1), shape))
+    write_png(directory / "grid.png", image_grid(images.reshape(len(images), -1), shape))
