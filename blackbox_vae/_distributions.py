@@ -31,10 +31,8 @@ def shape_of(dist: Distribution) -> tuple[int, ...]:
 
 
 #: Sizes (of the larger side) from which `bernoulli_log_prob` takes a dot product and one softplus on the logits'
-#: own shape, below which the one-pass BCE kernel: where a pass over the values costs more than the extra
-#: operator calls. Measured (benchmarks/hot_path_tricks.py): the split form is 12% slower on a step of the
-#: 100-20 SBN ([64, 2, 100], 12,800 values), 1-2% faster on the 784-200 SBN's ([64, 1 or 5, 784]), 10% faster
-#: on the k = 5000 test bound of the 784-200-200-200 SBN.
+#: own shape; below it the one-pass BCE kernel, whose single pass costs less there than the split form's extra
+#: operator calls (benchmarks/results/hot_path_tricks.md; the split form pays on evaluation's large chunks).
 SPLIT_FROM = 2**15
 
 
@@ -44,8 +42,8 @@ def bernoulli_log_prob(logits: Tensor, value: Tensor) -> Tensor:
     ``value`` may be relaxed (in [0, 1]): the expression is linear in it.
     """
     if max(logits.numel(), value.numel()) < SPLIT_FROM:
-        # One pass: the ATen op behind F.binary_cross_entropy_with_logits (reduction 0 is "none"), the side that
-        # one side covers expanded to the other (torch.broadcast_shapes, in Python, cost 50 us a call).
+        # One pass: the ATen op behind F.binary_cross_entropy_with_logits (reduction 0 is "none"), the smaller
+        # side expanded to the larger (expand_as: torch.broadcast_shapes runs in Python, slower than the kernel).
         if logits.shape != value.shape:
             try:
                 if logits.dim() <= value.dim() and logits.numel() <= value.numel():
