@@ -672,7 +672,7 @@ MUTANTS = [
            "blackbox_vae/trainer.py",
            "        stream.load_state_dict(state[\"stream\"])\n",
            "",
-           ("tests/test_trainer.py -k sigkill",)),
+           ("tests/test_trainer.py -k sigkill -m slow",)),
 
     Mutant("export: channels written in the tensor's order, not last",
            "blackbox_vae/cli/export.py",

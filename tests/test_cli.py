@@ -166,6 +166,7 @@ def test_clear_errors_for_bad_settings(tmp_path, capsys):
         main(["train", "--layers", "a,b"])
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_module_and_console_script_entry_points(tmp_path):
     completed = subprocess.run([sys.executable, "-m", "blackbox_vae", "train", "--out", str(tmp_path / "run"),
                                 *TINY[:2], "--steps", "3", *TINY[2:12], "--layers", "4"],
@@ -255,6 +256,7 @@ def feature_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_train_classifier_then_evaluate_fid_and_sample_with_fitted_samplers(tmp_path, capsys, feature_cache):
     gaussian, sbn = tmp_path / "gaussian", tmp_path / "sbn"
     train(gaussian, "--model", "gaussian", "--layers", "2", "--hidden", "16", "--loss", "elbo", "--n-samples", "1")

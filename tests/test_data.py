@@ -134,6 +134,7 @@ def test_dynamic_binarization_resamples_each_draw():
     assert abs(first.mean().item() - 0.3) < 5 * (0.3 * 0.7 / 4000) ** 0.5
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"the shared data folder {SHARED} is not present")
 def test_the_real_files():
     splits = load_mnist_idx(SHARED / "mnist")

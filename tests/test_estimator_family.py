@@ -73,6 +73,7 @@ def test_nvil_without_variance_normalization_is_unbiased(device, baseline_net, r
     assert_unbiased(loss, batch, expected, n_draws=200)
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_nvil_trains_its_baseline_towards_the_learning_signal():
     inf_net, gen_model = random_sbn("cpu")
     _, batch = binary_data("cpu")

@@ -68,6 +68,7 @@ def test_score_function_training_raises_the_exact_log_likelihood(baseline):
     assert after > before + 0.8 * (best - before), (before, after, best)
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_estimators_compare_example_runs_every_estimator(tmp_path, capsys):
     out = tmp_path / "compare.png"
     results = load_example("estimators_compare").main([

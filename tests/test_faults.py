@@ -432,6 +432,7 @@ def test_non_finite_rows_given_to_the_trainer_are_named_before_training(tmp_path
     Trainer(loss, rows, tmp_path / "run", valid=rows[:10])  # finite: accepted
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_a_snapshot_that_cannot_be_written_is_one_line_and_resume_equals_an_uninterrupted_run(
         tmp_path, capsys, monkeypatch):
     snapshots = ["--data", "digits", "--snapshot-every", "10"]

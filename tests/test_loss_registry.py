@@ -136,6 +136,7 @@ def test_expected_gradient_is_exact(example, device):
     assert_unbiased(case.loss, case.data, case.expected, n_draws=case.n_draws, reference_error=case.reference_error)
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_every_option_value_has_an_exact_case():
     """Not only every loss class: every value of every option in a class's `choices` is checked exactly by some
     example (so a new baseline or gradient cannot be added without its exact test)."""

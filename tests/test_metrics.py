@@ -145,6 +145,7 @@ def test_fid_on_digits_measures_what_it_claims(digits):
     print(check_fid_measures_what_it_claims(network, splits["train"][0], splits["test"][0]))
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_the_feature_network_is_seeded_cached_and_named(digits):
     splits, network, info, directory = digits
     path = feature_network_path("digits", 0, directory)

@@ -232,6 +232,7 @@ def test_presets_are_shipped_and_valid():
         NVAEArchitecture.from_dict(config.architecture).validate((1, 28, 28))
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_paper_preset_builds_its_model_and_takes_a_step():
     """The paper's MNIST model is defined here and trained on a GPU; a smoke test: one step on two images."""
     architecture = load_config_file(resolve_config("nvae-mnist"))["architecture"]
@@ -289,6 +290,7 @@ DIGITS_FLAGS = ["--data", "digits", "--model", "nvae", "--loss", "elbo", "--n-sa
                 "--progress", "false", *[flag for key, value in MICRO.items() for flag in ("--arch", f"{key}={value}")]]
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path, monkeypatch):
     """A run killed after its step-2 checkpoint and resumed equals the uninterrupted run: the warm-up (its
     length a fraction of --steps), balancing, the spectral power-iteration vectors, batch-norm statistics and
@@ -324,6 +326,7 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path, monkeypatch):
         [{k: v for k, v in row.items() if k != "seconds"} for row in resumed["metrics"]]
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_sample_with_temperature_and_batch_norm_readjustment(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", *DIGITS_FLAGS, "--steps", "2", "--out", str(run)]) == 0
@@ -345,6 +348,7 @@ def test_temperature_applies_to_nvae_only(tmp_path, capsys):
     assert "--model nvae" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_a_run_resumed_to_more_steps_evaluates_with_its_warm_up(tmp_path):
     """The KL warm-up's length is fixed when a run starts (a fraction of its --steps then); evaluate loads a run
     resumed to more steps with that length, not with the fraction of its new --steps."""

@@ -139,6 +139,7 @@ def test_wrapped_programs_satisfy_the_contract():
     check_gen_model(gen_model, POINTS)
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_score_function_and_tracegraph_elbo_share_the_exact_gradient():
     inner_q, inner_p, inf_net, gen_model = sbn_pair()
     exact = exact_elbo(inner_q, inner_p, POINTS, configurations_for(inner_q, POINTS))
@@ -170,6 +171,7 @@ def test_rws_and_pyro_reweighted_wake_sleep_share_the_exact_wake_updates():
     assert_unbiased(theirs, point, expected, n_draws=3000)
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_elbo_and_trace_elbo_share_the_closed_form_gradient_and_value():
     inner_q, inner_p, inf_net, gen_model = gaussian_pair()
     exact = closed_form_elbo(inner_q, inner_p, REAL_POINTS)

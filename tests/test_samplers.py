@@ -185,6 +185,7 @@ def test_the_gaussian_mixture_recovers_a_known_mixture():
     assert abs((samples[:, 0] < 0).float().mean() - 0.3) < 5 * math.sqrt(0.21 / 4000)
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_the_flow_beats_a_single_gaussian_on_bimodal_codes():
     """Held-out log-likelihood per code: the fitted MAF against the maximum-likelihood Gaussian (whose held-out
     log-likelihood is known in closed form from its fitted mean and covariance)."""
@@ -215,6 +216,7 @@ def test_the_bernoulli_mixture_recovers_known_prototypes():
     assert abs(first_bits.mean() - 0.59) < 5 * math.sqrt(0.59 * 0.41 / 3000)
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_the_autoregressive_sampler_learns_a_dependence_a_product_cannot():
     """Codes whose second bit copies the first (each fair): a product of Bernoullis can only give 0.5 nats per
     pair less; the MADE's held-out log-likelihood approaches log 2 per code (-0.693)."""

@@ -241,7 +241,8 @@ def _kill_after_first_checkpoint(command: list[str], out: Path, cwd: Path) -> in
     return load_checkpoint(out / "checkpoint.pt")["step"]
 
 
-@pytest.mark.parametrize("how", ["trainer", pytest.param("command line", marks=pytest.mark.slow)])
+@pytest.mark.slow  # a long end-to-end run (17 s): in `pytest -m slow` (and .ci/run)
+@pytest.mark.parametrize("how", ["trainer", "command line"])
 def test_killed_with_sigkill_and_resumed_equals_the_uninterrupted_run(user_project, how):
     if how == "trainer":
         (user_project / "fit.py").write_text(SCRIPT)

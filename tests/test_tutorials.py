@@ -44,6 +44,7 @@ def test_categorical_gumbel_tutorial():
     assert math.isfinite(result["relaxed"]) and math.isfinite(result["straight_through"])
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_sbn_vimco_tutorial():
     """The page's claims: both estimators learn (from -44 nats to about -26 in 400 steps), and VIMCO ends
     ahead of the plain score function (measured: by 0.5-0.7 nats at seeds 0, 1 and 2; the seed is fixed)."""
@@ -97,6 +98,7 @@ def test_every_snippet_the_docs_include_exists():
             assert f"--8<-- [start:{section}]" in source.read_text(), f"{page.name}: no section {section!r} in {path}"
 
 
+@pytest.mark.slow  # a long end-to-end run: in `pytest -m slow` (and .ci/run)
 def test_own_data_tutorial(tmp_path):
     """Each of the page's runs trains, evaluates and samples: a Bernoulli bound for the bits, samples of the
     points back in their units (near the circle of radius 3 about (10, 10)), the squares' RGB grid."""
