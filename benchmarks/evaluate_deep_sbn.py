@@ -23,10 +23,12 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # baseline_worktree.py, beside this file
+from baseline_worktree import baseline_worktree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,21 +66,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     run = args.run.resolve()
     cells: dict[tuple[int, str], list[dict]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        before = Path(scratch) / "before"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.baseline],
-                       check=True, capture_output=True)
-        try:
-            sources = {f"before ({args.baseline})": before, "now": ROOT}
-            for threads in (1, 2):
-                for repeat in range(args.repeats):
-                    for name in (sources if repeat % 2 == 0 else reversed(sources)):
-                        result = measure(sources[name], run, args.images, threads)
-                        cells.setdefault((threads, name), []).append(result)
-                        mean = statistics.fmean(result["bounds"])
-                        print(f"{threads} thread(s) | {name}: {result['seconds']:.2f} s, bound {mean:.3f}", flush=True)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
+    with baseline_worktree(args.baseline) as before:
+        sources = {f"before ({args.baseline})": before, "now": ROOT}
+        for threads in (1, 2):
+            for repeat in range(args.repeats):
+                for name in (sources if repeat % 2 == 0 else reversed(sources)):
+                    result = measure(sources[name], run, args.images, threads)
+                    cells.setdefault((threads, name), []).append(result)
+                    mean = statistics.fmean(result["bounds"])
+                    print(f"{threads} thread(s) | {name}: {result['seconds']:.2f} s, bound {mean:.3f}", flush=True)
     first, second = sources
     lines = [f"<!-- written by benchmarks/evaluate_deep_sbn.py on {platform.machine()}, torch {torch.__version__}, "
              f"{os.cpu_count()} cores, {args.images} test images of {args.run.name}, k = 5000, {args.repeats} "

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # baseline_worktree.py, beside this file
+from baseline_worktree import baseline_worktree  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,19 +49,13 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "learning_curve.md")
     args = parser.parse_args(argv)
     cells: dict[str, list[tuple[float, float]]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        before = Path(scratch) / "before"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(before), args.baseline],
-                       check=True, capture_output=True)
-        try:
-            sources = {f"before ({args.baseline})": before, "now": ROOT}
-            for index, seed in enumerate(args.seeds):
-                for name in (sources if index % 2 == 0 else reversed(sources)):
-                    bound, seconds = train(sources[name], Path(scratch) / "run", seed, args.steps)
-                    cells.setdefault(name, []).append((bound, seconds))
-                    print(f"seed {seed} | {name}: bound {bound:.3f}, {seconds:.1f} s", flush=True)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
+    with baseline_worktree(args.baseline) as before, tempfile.TemporaryDirectory() as scratch:
+        sources = {f"before ({args.baseline})": before, "now": ROOT}
+        for index, seed in enumerate(args.seeds):
+            for name in (sources if index % 2 == 0 else reversed(sources)):
+                bound, seconds = train(sources[name], Path(scratch) / "run", seed, args.steps)
+                cells.setdefault(name, []).append((bound, seconds))
+                print(f"seed {seed} | {name}: bound {bound:.3f}, {seconds:.1f} s", flush=True)
     lines = [f"<!-- written by benchmarks/learning_curve.py on {platform.machine()}, torch {torch.__version__}, "
              f"{os.cpu_count()} cores, {args.steps} steps, seeds {args.seeds} -->",
              "| code | validation bound at the last step, per seed | mean | run-to-run spread (sd) | training s "

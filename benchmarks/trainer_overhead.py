@@ -25,6 +25,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # baseline_worktree.py, beside this file
+from baseline_worktree import baseline_worktree  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = None  # --threads
 JOBS = {
@@ -57,27 +60,21 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     global THREADS
     THREADS = args.threads
-    with tempfile.TemporaryDirectory() as scratch:
-        baseline = Path(scratch) / "baseline"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline],
-                       check=True, capture_output=True)
-        try:
-            rows = []
-            for job, (flags, steps) in JOBS.items():
-                flags = [f.format(data=args.data) for f in flags]
-                times = {"before": [], "after": []}
-                for repeat in range(args.repeats):
-                    order = ("before", "after") if repeat % 2 == 0 else ("after", "before")
-                    for version in order:
-                        code = baseline if version == "before" else None
-                        times[version].append(seconds(code, flags, Path(scratch) / version))
-                    print(job, {k: v[-1] for k, v in times.items()}, flush=True)
-                before, after = (statistics.median(times[v]) for v in ("before", "after"))
-                ratios = [b / a for b, a in zip(times["before"], times["after"])]
-                rows.append(f"| {job} | {steps / before:.1f} | {steps / after:.1f} | {before / after:.3f} | "
-                            f"{min(ratios):.3f}-{max(ratios):.3f} |")
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], check=False)
+    with baseline_worktree(args.baseline) as baseline, tempfile.TemporaryDirectory() as scratch:
+        rows = []
+        for job, (flags, steps) in JOBS.items():
+            flags = [f.format(data=args.data) for f in flags]
+            times = {"before": [], "after": []}
+            for repeat in range(args.repeats):
+                order = ("before", "after") if repeat % 2 == 0 else ("after", "before")
+                for version in order:
+                    code = baseline if version == "before" else None
+                    times[version].append(seconds(code, flags, Path(scratch) / version))
+                print(job, {k: v[-1] for k, v in times.items()}, flush=True)
+            before, after = (statistics.median(times[v]) for v in ("before", "after"))
+            ratios = [b / a for b, a in zip(times["before"], times["after"])]
+            rows.append(f"| {job} | {steps / before:.1f} | {steps / after:.1f} | {before / after:.3f} | "
+                        f"{min(ratios):.3f}-{max(ratios):.3f} |")
     text = (f"<!-- written by benchmarks/trainer_overhead.py on {platform.machine()}, torch {torch.__version__}, "
             f"{os.cpu_count()} cores, {args.threads or 'default'} threads, {args.repeats} interleaved repeats; baseline {args.baseline} -->\n"
             "| job | steps/s before (median) | steps/s after (median) | after / before | range of the repeats' ratios |\n"
